@@ -1,0 +1,172 @@
+"""The embedded local Ray cluster: `ragtune up/down`, and how every job verb gets a Ray session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cluster.tiers import HardwareTier
+
+STARTUP_TIMEOUT_S = 90
+
+
+class ClusterError(RuntimeError):
+    """The local cluster could not be started, found or stopped."""
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A Ray head that `ragtune up` started and `ragtune down` may stop."""
+
+    pid: int
+    address: str
+    dashboard_url: str
+    tier: str
+    log_file: str
+
+
+def ragtune_home() -> Path:
+    """Where ragtune keeps machine-local state (RAGTUNE_HOME, default ~/.ragtune)."""
+    return Path(os.environ.get("RAGTUNE_HOME", Path.home() / ".ragtune"))
+
+
+def _state_file() -> Path:
+    return ragtune_home() / "local-cluster.json"
+
+
+def running_cluster() -> LocalCluster | None:
+    """The cluster `ragtune up` started, if its head process is still alive."""
+    try:
+        cluster = LocalCluster(**json.loads(_state_file().read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return cluster if _group_alive(cluster.pid) else None
+
+
+def start_cluster(tier: HardwareTier, port: int = 6379, dashboard_port: int = 8265) -> LocalCluster:
+    """Start a Ray head on 127.0.0.1 advertising `tier`'s resources; return once it answers."""
+    if (existing := running_cluster()) is not None:
+        raise ClusterError(f"a ragtune cluster is already running at {existing.address}")
+    ray_exe = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    log_file = ragtune_home() / "local-cluster.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        ray_exe, "start", "--head", "--block", "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1", f"--port={port}",
+        f"--num-cpus={int(tier.cpus)}", f"--num-gpus={tier.gpus}",
+        f"--resources={json.dumps(tier.node_resources())}",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+    ]  # fmt: skip
+    with open(log_file, "wb") as log:
+        # Its own session (process group), so `down` stops exactly these processes.
+        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    cluster = LocalCluster(
+        pid=process.pid,
+        address=f"127.0.0.1:{port}",
+        dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        tier=tier.name,
+        log_file=str(log_file),
+    )
+    _wait_until_ready(process, cluster)
+    _write_state(cluster)
+    return cluster
+
+
+def stop_cluster() -> LocalCluster | None:
+    """Stop the processes of the cluster `ragtune up` started; None if there was none."""
+    cluster = running_cluster()
+    _state_file().unlink(missing_ok=True)
+    if cluster is None:
+        return None
+    _signal_group(cluster.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while _group_alive(cluster.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _group_alive(cluster.pid):
+        _signal_group(cluster.pid, signal.SIGKILL)
+    return cluster
+
+
+@contextmanager
+def ray_session(local_tier: HardwareTier, address: str | None = None) -> Iterator[str]:
+    """Connect to `address`, else to the `ragtune up` cluster, else start an embedded Ray.
+
+    Yields the address connected to ("embedded" for an embedded one); disconnects on exit.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield "existing"
+        return
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target is None and (cluster := running_cluster()) is not None:
+        target = cluster.address
+    if target:
+        ray.init(address=target, log_to_driver=True)
+    else:
+        ray.init(
+            address="local",  # start one, never attach to a stray cluster
+            num_cpus=int(local_tier.cpus),
+            num_gpus=local_tier.gpus,
+            resources=local_tier.node_resources(),
+            include_dashboard=False,
+        )
+    try:
+        yield target or "embedded"
+    finally:
+        ray.shutdown()
+
+
+def _wait_until_ready(process: subprocess.Popen, cluster: LocalCluster) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = Path(cluster.log_file).read_text(errors="replace")[-2000:]
+            raise ClusterError(f"ray start exited with {process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"{cluster.dashboard_url}/api/version", timeout=2):
+                return
+        except urllib.error.HTTPError:  # answering, even if it wants a token
+            return
+        except OSError:
+            time.sleep(1)
+    _signal_group(process.pid, signal.SIGKILL)
+    raise ClusterError(
+        f"the Ray head did not answer within {STARTUP_TIMEOUT_S}s; see {cluster.log_file}"
+    )
+
+
+def _write_state(cluster: LocalCluster) -> None:
+    path = _state_file()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(cluster), indent=2))
+    tmp.replace(path)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,52 @@
+"""Shared fixtures: one real local Ray cluster per test session, advertising the `local` tier."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RAGTUNE = str(Path(sys.executable).parent / "ragtune")
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+
+
+@pytest.fixture(scope="session")
+def local_tier():
+    from cluster.tiers import get_tier
+
+    return get_tier("local")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(local_tier):
+    """A real embedded Ray for the whole session, shaped like the `local` tier."""
+    import ray
+
+    ray.init(
+        address="local",  # a fresh cluster, never one another process left running
+        num_cpus=int(local_tier.cpus),
+        resources=local_tier.node_resources(),
+        include_dashboard=False,
+        configure_logging=False,
+    )
+    yield ray
+    ray.shutdown()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
+    """Run the installed `ragtune` command as a user would."""
+    return subprocess.run(
+        [RAGTUNE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )

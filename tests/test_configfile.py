@@ -1,0 +1,53 @@
+"""Config loading: overrides, unknown fields with close matches, one-line errors."""
+
+import pytest
+
+from cluster.configfile import ConfigError, apply_overrides, load_config
+from cluster.tiers import TiersFile
+
+
+def write(tmp_path, text):
+    path = tmp_path / "tiers.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+tiers:
+  local: {cpus: 2, memory_gb: 8, cost_per_hour: 0}
+"""
+
+
+def test_override_sets_nested_value_parsed_as_yaml():
+    data = apply_overrides({"a": {"b": 1}}, ["a.b=3", "a.c=[1, 2]", "d=x"], "f")
+    assert data == {"a": {"b": 3, "c": [1, 2]}, "d": "x"}
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["a.b"], "f.yaml")
+
+
+def test_typo_in_nested_field_names_field_and_close_match(tmp_path):
+    path = write(tmp_path, "tiers:\n  local: {cpu: 2, memory_gb: 8, cost_per_hour: 0}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(TiersFile, path)
+    error = info.value
+    assert error.field == "tiers.local.cpu"
+    assert error.suggestion == "cpus"
+    assert str(path) in str(error) and "did you mean 'cpus'" in str(error)
+
+
+def test_override_can_fix_a_value(tmp_path):
+    tiers = load_config(TiersFile, write(tmp_path, GOOD), ["tiers.local.cpus=4"])
+    assert tiers.tiers["local"].cpus == 4
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(TiersFile, write(tmp_path, "tiers: [unclosed"))
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(TiersFile, tmp_path / "nope.yaml")
