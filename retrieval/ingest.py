@@ -1,0 +1,165 @@
+"""Read documents with Ray Data and chunk them by structure, keeping source, heading and offsets."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.chunking import chunk_spans
+from retrieval.config import DOCUMENT_EXTENSIONS, ChunkingConfig
+from retrieval.parsing import split_sections
+
+ROWS_PER_BLOCK = 1024
+CHUNK_COLUMNS = ("doc_id", "source", "source_hash", "heading", "text", "start", "end")
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A document that produced no chunks, and why."""
+
+    source: str
+    reason: str
+
+
+def find_documents(patterns: list[str]) -> list[Path]:
+    """Expand files, directories (recursively) and globs into document paths, sorted."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            candidates = (p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            candidates = iter([path])
+        else:
+            candidates = (Path(p) for p in glob.glob(pattern, recursive=True))
+        found.update(p.resolve() for p in candidates if _is_document(p))
+    return sorted(found)
+
+
+def _is_document(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and any(name.endswith(ext) for ext in DOCUMENT_EXTENSIONS)
+
+
+def document_format(path: str) -> str:
+    """The format suffix of a document; Sphinx sources like `x.rst.txt` count as `.rst`."""
+    name = path.lower().removesuffix(".txt")
+    return next((ext for ext in DOCUMENT_EXTENSIONS if name.endswith(ext)), ".txt")
+
+
+def file_fingerprint(data: bytes) -> str:
+    """Content hash of a document, used to detect changed files on update."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+class Chunker:
+    """Ray Data stage: a batch of document paths in, a batch of chunk rows out."""
+
+    def __init__(self, config: dict[str, Any], tokenizer_name: str):
+        from transformers import AutoTokenizer
+
+        self.config = ChunkingConfig(**config)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows: dict[str, list] = {name: [] for name in (*CHUNK_COLUMNS, "skipped")}
+        for path in batch["path"]:
+            try:
+                chunks = list(self.chunk_file(str(path)))
+                reason = "" if chunks else "no text"
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                chunks, reason = [], f"{type(exc).__name__}: {exc}"
+            if reason:
+                chunks = [{**dict.fromkeys(CHUNK_COLUMNS, ""), "source": str(path)}]
+                chunks[0].update(start=0, end=0)
+            for chunk in chunks:
+                for name in CHUNK_COLUMNS:
+                    rows[name].append(chunk[name])
+                rows["skipped"].append(reason)
+        return rows
+
+    def chunk_file(self, path: str):
+        """Yield the chunk rows of one file (jsonl: one document per line)."""
+        data = Path(path).read_bytes()
+        if b"\0" in data[:8192]:
+            raise ValueError("binary file")
+        text = data.decode("utf-8")
+        fingerprint = file_fingerprint(data)
+        suffix = document_format(path)
+        if suffix == ".jsonl":
+            documents = self._jsonl_documents(path, text)
+        else:
+            documents = [(path, Path(path).name.split(".")[0], text, suffix)]
+        for doc_id, title, body, doc_format in documents:
+            for section in split_sections(body, doc_format, title):
+                for start, end in self._spans(section.text):
+                    yield {
+                        "doc_id": doc_id,
+                        "source": path,
+                        "source_hash": fingerprint,
+                        "heading": section.heading,
+                        "text": section.text[start:end],
+                        "start": section.start + start,
+                        "end": section.start + end,
+                    }
+
+    def _jsonl_documents(self, path: str, text: str):
+        cfg = self.config
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            body = record.get(cfg.text_field)
+            if not isinstance(body, str):
+                raise ValueError(f"line {line_no}: no string field '{cfg.text_field}'")
+            doc_id = str(record.get(cfg.id_field, f"{path}:{line_no}"))
+            yield doc_id, str(record.get(cfg.title_field, "")), body, ".txt"
+
+    def _spans(self, text: str):
+        encoded = self.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        offsets = encoded["offset_mapping"]
+        cfg = self.config
+        return chunk_spans(text, offsets, cfg.max_tokens, cfg.overlap_tokens)
+
+
+def read_chunks(
+    patterns: list[str], chunking: ChunkingConfig, tokenizer_name: str, num_cpus: float = 1
+):
+    """Chunk every document with Ray Data; return (chunk dataset, skipped files).
+
+    The chunks are materialised (they are text, small next to their embeddings) so the
+    skipped files can be reported and the embedding stage gets evenly sized blocks.
+    """
+    import ray
+
+    paths = find_documents(patterns)
+    if not paths:
+        raise FileNotFoundError(f"no documents ({', '.join(DOCUMENT_EXTENSIONS)}) in {patterns}")
+    items = ray.data.from_items([{"path": str(p)} for p in paths])
+    chunked = items.map_batches(
+        Chunker,
+        fn_constructor_kwargs={
+            "config": chunking.model_dump(),
+            "tokenizer_name": tokenizer_name,
+        },
+        batch_size=8,
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=num_cpus,
+    ).materialize()
+    skipped = [
+        SkippedFile(row["source"], row["skipped"])
+        for row in chunked.filter(lambda row: row["skipped"] != "").take_all()
+    ]
+    chunks = chunked.filter(lambda row: row["skipped"] == "").drop_columns(["skipped"])
+    # Even, modest blocks: embedding actors stream them (progress, bounded memory) instead of
+    # receiving one block per input file.
+    blocks = max(1, chunks.count() // ROWS_PER_BLOCK)
+    return chunks.repartition(blocks).materialize(), skipped

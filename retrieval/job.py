@@ -1,0 +1,113 @@
+"""`ragtune index`: documents → chunks → embeddings → FAISS index directory, as one job."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cluster.tiers import check_schedulable, get_tier, worker_resources
+from retrieval.config import IndexConfig, IndexJobConfig
+from retrieval.embed import embed_chunks, model_identity, resolve_model
+from retrieval.index import LoadedIndex, load_index, rewrite_index
+from retrieval.ingest import SkippedFile, file_fingerprint, find_documents, read_chunks
+
+VERSIONED_PACKAGES = ("ragtune", "ray", "faiss-cpu", "sentence-transformers", "transformers")
+
+
+@dataclass
+class IndexResult:
+    """What an index job produced."""
+
+    output_dir: Path
+    num_chunks: int
+    added_sources: int
+    removed_sources: int
+    skipped: list[SkippedFile]
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"index {self.output_dir}: {self.num_chunks} chunks "
+            f"(+{self.added_sources} / -{self.removed_sources} sources, "
+            f"{len(self.skipped)} skipped) in {self.seconds:.1f}s"
+        )
+
+
+def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
+    """Build the index, or with `update` sync it: embed new or changed files, drop gone ones."""
+    started = time.perf_counter()
+    tier = get_tier(config.tier)
+    check_schedulable(tier, worker_resources(tier, config.embedding.cpus_per_actor))
+    base = load_index(config.output_dir, config.embedding.model) if update else None
+
+    todo, gone = plan_changes(find_documents(config.documents), base)
+    batches, expected, skipped = iter([]), 0, []
+    if todo:
+        tokenizer = resolve_model(config.embedding.model)
+        chunks, skipped = read_chunks([str(p) for p in todo], config.chunking, tokenizer)
+        expected = chunks.count()
+        batches = _embedded_batches(embed_chunks(chunks, config.embedding, tier), config.index)
+    manifest = rewrite_index(
+        config.output_dir,
+        config.index,
+        base,
+        gone | {str(p) for p in todo},
+        batches,
+        expected,
+        {
+            "embedding_model": model_identity(config.embedding.model),
+            "chunking": config.chunking.model_dump(),
+            "tier": tier.name,
+            "versions": _versions(),
+        },
+    )
+    for item in skipped:
+        print(f"skipped {item.source}: {item.reason}")
+    return IndexResult(
+        config.output_dir, manifest["num_chunks"], len(todo) - len(skipped), len(gone), skipped,
+        time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def delete_sources(index_dir: Path, sources: list[str]) -> int:
+    """Remove every chunk of the given source paths; returns how many chunks went."""
+    base = load_index(index_dir)
+    before = base.index.ntotal
+    fields = {k: base.manifest[k] for k in ("embedding_model", "chunking", "tier", "versions")}
+    resolved = {str(Path(s).resolve()) for s in sources} | set(sources)
+    manifest = rewrite_index(
+        index_dir, IndexConfig(**base.manifest["index"]), base, resolved, iter([]), 0, fields
+    )
+    return before - manifest["num_chunks"]
+
+
+def plan_changes(paths: list[Path], base: LoadedIndex | None) -> tuple[list[Path], set[str]]:
+    """(files to embed, sources to drop): new or changed files, and files no longer present."""
+    if base is None:
+        return paths, set()
+    stored = dict(zip(base.chunks["source"].to_pylist(), base.chunks["source_hash"].to_pylist()))
+    todo = [p for p in paths if stored.get(str(p)) != file_fingerprint(p.read_bytes())]
+    gone = set(stored) - {str(p) for p in paths}
+    return todo, gone
+
+
+def _embedded_batches(dataset, config: IndexConfig) -> Iterator[tuple[dict, np.ndarray]]:
+    """Stream (chunk columns, vectors) shards to the driver, `add_batch_size` at a time."""
+    for batch in dataset.iter_batches(batch_size=config.add_batch_size, batch_format="numpy"):
+        vectors = np.stack(batch.pop("embedding"))
+        yield batch, vectors
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found

@@ -1,0 +1,124 @@
+"""Parsing documents into sections and packing them into token-bounded chunks."""
+
+import json
+
+import pytest
+
+from retrieval.chunking import chunk_spans
+from retrieval.config import ChunkingConfig
+from retrieval.embed import resolve_model
+from retrieval.ingest import Chunker, document_format, find_documents
+from retrieval.parsing import split_sections
+
+
+def word_offsets(text):
+    """Whitespace tokens with their character offsets (a stand-in tokenizer for spans)."""
+    import re
+
+    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def test_rst_sections_use_underlined_titles():
+    text = "Top\n===\n\nintro text\n\nSub\n---\n\nbody here\n\n---------\n"
+    sections = split_sections(text, ".rst", "page")
+    assert [(s.heading, s.text.strip()) for s in sections] == [
+        ("Top", "intro text"),
+        ("Sub", "body here\n\n---------"),
+    ]
+    assert text[sections[1].start :].startswith(sections[1].text)
+
+
+def test_markdown_headings_ignore_code_fences():
+    text = "# A\none\n```\n# not a heading\n```\n## B\ntwo\n"
+    sections = split_sections(text, ".md", "page")
+    assert [s.heading for s in sections] == ["A", "B"]
+    assert "# not a heading" in sections[0].text
+
+
+def test_html_drops_scripts_and_splits_at_headings():
+    html = "<h1>One</h1><p>alpha</p><script>var x</script><h2>Two</h2><p>beta</p>"
+    sections = split_sections(html, ".html", "page")
+    assert [(s.heading, s.text.strip()) for s in sections] == [("One", "alpha"), ("Two", "beta")]
+
+
+def test_spans_respect_size_overlap_and_cover_text():
+    text = " ".join(f"w{i}" for i in range(100))
+    spans = list(chunk_spans(text, word_offsets(text), max_tokens=30, overlap_tokens=5))
+    sizes = [len(text[s:e].split()) for s, e in spans]
+    assert max(sizes) <= 30
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert text[start:end].split() == text[:end].split()[-5:]  # 5 words repeated
+
+
+def test_spans_prefer_paragraph_breaks():
+    text = " ".join(["a"] * 20) + "\n\n" + " ".join(["b"] * 20)
+    spans = list(chunk_spans(text, word_offsets(text), max_tokens=30, overlap_tokens=0))
+    assert text[spans[0][0] : spans[0][1]].split() == ["a"] * 20
+    assert text[spans[1][0] : spans[1][1]].split() == ["b"] * 20
+
+
+def test_overlap_must_be_below_size():
+    with pytest.raises(ValueError, match="overlap_tokens"):
+        ChunkingConfig(max_tokens=32, overlap_tokens=32)
+
+
+@pytest.fixture(scope="module")
+def chunker():
+    return Chunker(
+        ChunkingConfig(max_tokens=24, overlap_tokens=4).model_dump(),
+        resolve_model("all-MiniLM-L6-v2"),
+    )
+
+
+def test_chunker_keeps_source_heading_offsets(tmp_path, chunker):
+    doc = tmp_path / "guide.md"
+    text = "# Install\n\n" + "pip install ragtune now please. " * 12 + "\n# Use\n\nrun it.\n"
+    doc.write_text(text)
+    rows = list(chunker.chunk_file(str(doc)))
+    assert len(rows) >= 3 and {r["heading"] for r in rows} == {"Install", "Use"}
+    for row in rows:
+        assert text[row["start"] : row["end"]] == row["text"]
+        assert row["source"] == str(doc) and row["doc_id"] == str(doc)
+        assert len(chunker.tokenizer(row["text"], add_special_tokens=False)["input_ids"]) <= 24
+
+
+def test_chunker_jsonl_uses_id_and_title_fields(tmp_path, chunker):
+    doc = tmp_path / "docs.jsonl"
+    doc.write_text(
+        json.dumps({"id": "d1", "title": "T", "text": "hello world"})
+        + "\n\n"
+        + json.dumps({"text": "second"})
+        + "\n"
+    )
+    rows = list(chunker.chunk_file(str(doc)))
+    assert [(r["doc_id"], r["heading"], r["text"]) for r in rows] == [
+        ("d1", "T", "hello world"),
+        (f"{doc}:3", "", "second"),
+    ]
+
+
+def test_bad_files_are_reported_not_fatal(tmp_path, chunker):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "latin.txt").write_bytes(b"\xff\xfe caf\xe9")
+    (tmp_path / "bad.jsonl").write_text('{"body": "no text field"}\n')
+    (tmp_path / "ok.txt").write_text("fine text")
+    paths = [str(p) for p in find_documents([str(tmp_path)])]
+    batch = chunker({"path": paths})
+    reasons = dict(zip(batch["source"], batch["skipped"]))
+    assert reasons[str(tmp_path / "ok.txt")] == ""
+    assert reasons[str(tmp_path / "empty.txt")] == "no text"
+    assert "binary" in reasons[str(tmp_path / "bin.txt")]
+    assert "UnicodeDecodeError" in reasons[str(tmp_path / "latin.txt")]
+    assert "no string field 'text'" in reasons[str(tmp_path / "bad.jsonl")]
+
+
+def test_find_documents_expands_dirs_and_globs(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.md", "sub/b.rst.txt", "sub/c.html", "skip.pdfx"):
+        (tmp_path / name).write_text("x")
+    found = {p.name for p in find_documents([str(tmp_path)])}
+    assert found == {"a.md", "b.rst.txt", "c.html"}
+    assert {p.name for p in find_documents([str(tmp_path / "sub" / "*.html")])} == {"c.html"}
+    assert document_format("x/b.rst.txt") == ".rst"
