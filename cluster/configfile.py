@@ -80,7 +80,7 @@ def validate_data(model: type[Model], data: dict[str, Any], source: str) -> Mode
             suggestion = close[0] if close else None
             reason = f"unknown field; known fields: {', '.join(sorted(known))}"
         else:
-            reason = error["msg"]
+            reason = error["msg"].removeprefix("Value error, ")
         raise ConfigError(source, field, reason, suggestion) from exc
 
 

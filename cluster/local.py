@@ -157,9 +157,7 @@ def _wait_until_ready(process: subprocess.Popen, cluster: LocalCluster) -> None:
         except OSError:
             time.sleep(1)
     _signal_group(process.pid, signal.SIGKILL)
-    raise ClusterError(
-        f"the Ray head did not answer within {STARTUP_TIMEOUT_S}s; see {cluster.log_file}"
-    )
+    raise ClusterError(f"the Ray head did not answer within {STARTUP_TIMEOUT_S}s; see {cluster.log_file}")
 
 
 def _write_state(cluster: LocalCluster) -> None:

@@ -57,9 +57,7 @@ def format_status(status: dict[str, Any]) -> str:
         )
     lines.append("tiers:")
     for name, tier in sorted(status["tiers"].items()):
-        lines.append(
-            f"  {name}: {tier['nodes']:g} node(s), CPU={tier['CPU']:g}, GPU={tier['GPU']:g}"
-        )
+        lines.append(f"  {name}: {tier['nodes']:g} node(s), CPU={tier['CPU']:g}, GPU={tier['GPU']:g}")
     lines.append("jobs:" + ("" if status["jobs"] else " none"))
     for job in status["jobs"]:
         lines.append(f"  {job['id']} {job['status']} {job['entrypoint']}")

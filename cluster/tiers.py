@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,7 +32,9 @@ class HardwareTier(StrictModel):
     cost_per_hour: float = Field(ge=0, description="Price of one node per hour, in USD.")
     min_nodes: int = Field(0, ge=0, description="Nodes the autoscaler keeps running.")
     max_nodes: int = Field(1, ge=1, description="Most nodes the autoscaler may start.")
-    instance_type: str | None = Field(None, description="Cloud instance type for the launcher.")
+    instance_types: dict[Literal["aws", "gcp"], str] = Field(
+        default_factory=dict, description="Cloud instance type per provider, for the launcher."
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Node labels of the tier.")
 
     @model_validator(mode="after")
@@ -178,9 +180,7 @@ def check_schedulable(tier: HardwareTier, request: dict[str, float], count: int 
 
 def _fits(node_resources: dict[str, float], request: dict[str, float]) -> int:
     """How many copies of `request` fit in one node's total resources."""
-    counts = [
-        int(node_resources.get(name, 0) // amount) for name, amount in request.items() if amount
-    ]
+    counts = [int(node_resources.get(name, 0) // amount) for name, amount in request.items() if amount]
     return min(counts) if counts else 0
 
 

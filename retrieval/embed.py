@@ -35,9 +35,7 @@ def load_encoder(name: str, device: str | None = None):
 
 def encode(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """Unit-normalised float32 embeddings, so inner product is cosine similarity."""
-    vectors = model.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
-    )
+    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

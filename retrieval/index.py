@@ -68,9 +68,7 @@ def new_index(dimension: int, config: IndexConfig, expected_vectors: int) -> fai
     metric = faiss_metric(config.metric)
     if config.type == "ivf":
         quantizer = faiss.IndexFlat(dimension, metric)
-        index = faiss.IndexIVFFlat(
-            quantizer, dimension, ivf_lists(config, expected_vectors), metric
-        )
+        index = faiss.IndexIVFFlat(quantizer, dimension, ivf_lists(config, expected_vectors), metric)
         index.nprobe = config.nprobe
         index.own_fields = True
         quantizer.this.disown()

@@ -15,7 +15,7 @@ from retrieval.chunking import chunk_spans
 from retrieval.config import DOCUMENT_EXTENSIONS, ChunkingConfig
 from retrieval.parsing import split_sections
 
-ROWS_PER_BLOCK = 1024
+ROWS_PER_BLOCK = 2048
 CHUNK_COLUMNS = ("doc_id", "source", "source_hash", "heading", "text", "start", "end")
 
 
@@ -122,17 +122,13 @@ class Chunker:
             yield doc_id, str(record.get(cfg.title_field, "")), body, ".txt"
 
     def _spans(self, text: str):
-        encoded = self.tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         offsets = encoded["offset_mapping"]
         cfg = self.config
         return chunk_spans(text, offsets, cfg.max_tokens, cfg.overlap_tokens)
 
 
-def read_chunks(
-    patterns: list[str], chunking: ChunkingConfig, tokenizer_name: str, num_cpus: float = 1
-):
+def read_chunks(patterns: list[str], chunking: ChunkingConfig, tokenizer_name: str, num_cpus: float = 1):
     """Chunk every document with Ray Data; return (chunk dataset, skipped files).
 
     The chunks are materialised (they are text, small next to their embeddings) so the

@@ -60,9 +60,7 @@ class Retriever:
         """The top `k` chunks for one query."""
         return self.search_batch([query], k, mode)[0]
 
-    def search_batch(
-        self, queries: list[str], k: int = 5, mode: SearchMode = "dense"
-    ) -> list[list[Hit]]:
+    def search_batch(self, queries: list[str], k: int = 5, mode: SearchMode = "dense") -> list[list[Hit]]:
         """The top `k` chunks for each query, embedding all queries in one pass."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -132,9 +130,7 @@ class Retriever:
         ]
 
 
-def _rrf(
-    weighted_rankings: list[tuple[list[tuple[int, float]], float]], k: int
-) -> list[tuple[int, float]]:
+def _rrf(weighted_rankings: list[tuple[list[tuple[int, float]], float]], k: int) -> list[tuple[int, float]]:
     """Weighted reciprocal rank fusion: score(d) = Σ weight / (RRF_K + rank of d)."""
     fused: dict[int, float] = {}
     for ranking, weight in weighted_rankings:

@@ -41,15 +41,11 @@ def test_cli_index_search_eval(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     corpus = [("tea", "Steep green tea for two minutes."), ("rose", "Prune roses in winter.")]
-    (docs / "c.jsonl").write_text(
-        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in corpus)
-    )
+    (docs / "c.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in corpus))
     (tmp_path / "index.yaml").write_text(
         f"kind: index\ndocuments: [{docs}]\noutput_dir: {tmp_path / 'idx'}\n"
     )
-    (tmp_path / "q.jsonl").write_text(
-        json.dumps({"query": "how to make tea", "relevant": ["tea"]}) + "\n"
-    )
+    (tmp_path / "q.jsonl").write_text(json.dumps({"query": "how to make tea", "relevant": ["tea"]}) + "\n")
     (tmp_path / "eval.yaml").write_text(
         f"kind: retrieval-eval\nindex_dir: {tmp_path / 'idx'}\nqueries: {tmp_path / 'q.jsonl'}\n"
         f"k: [1]\noutput: {tmp_path / 'out.json'}\n"
@@ -65,9 +61,7 @@ def test_cli_index_search_eval(tmp_path):
 
 
 def test_cli_index_config_typo_exits_2(tmp_path):
-    (tmp_path / "index.yaml").write_text(
-        "kind: index\ndocuments: [x]\noutput_dir: y\nembeding: {model: m}\n"
-    )
+    (tmp_path / "index.yaml").write_text("kind: index\ndocuments: [x]\noutput_dir: y\nembeding: {model: m}\n")
     result = run_cli("index", str(tmp_path / "index.yaml"))
     assert result.returncode == 2
     assert "did you mean 'embedding'" in result.stderr

@@ -1,0 +1,226 @@
+"""The Serve application: Ingress (FastAPI, OpenAI-compatible) → Retriever → Generator.
+
+No `from __future__ import annotations` here: FastAPI must see real annotations on the
+ingress methods, or it takes `request: Request` for a query parameter.
+"""
+
+import json
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from cluster.tiers import get_tier, serve_actor_options
+from serve.api import (
+    ChatRequest,
+    RetrieveRequest,
+    authorised,
+    error_response,
+    invalid_request,
+    load_api_key_hashes,
+)
+from serve.config import ScalingConfig, ServeJobConfig
+from serve.generator import GenerationParams, Generator, UnknownModel
+from serve.retriever import RetrieverDeployment
+
+api = FastAPI(title="ragtune")
+
+
+@serve.deployment
+@serve.ingress(api)
+class Ingress:
+    """HTTP front: validates, authorises, retrieves on the last user turn, then generates."""
+
+    def __init__(self, config: dict, retriever: DeploymentHandle, generator: DeploymentHandle,
+                 key_hashes: frozenset[str]):  # fmt: skip
+        self.config = ServeJobConfig.model_validate(config)
+        self.retriever, self.generator = retriever, generator
+        self.keys = key_hashes
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/v1/models")
+    async def models(self, request: Request):
+        if (denied := self._deny(request)) is not None:
+            return denied
+        names = await self.generator.models.remote()
+        base = self.config.generator.model_name
+        return {"object": "list", "data": [
+            {"id": name, "object": "model", "owned_by": "ragtune",
+             "root": self.config.generator.base_model, "adapter": name != base}
+            for name in names
+        ]}  # fmt: skip
+
+    @api.post("/v1/retrieve")
+    async def retrieve(self, request: Request):
+        parsed = await self._parse(request, RetrieveRequest)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        k = parsed.k or self.config.retriever.k
+        if (bad := self._check_k(k)) is not None:
+            return bad
+        mode = parsed.mode or self.config.retriever.mode
+        hits = await self.retriever.search.remote(parsed.query, k, mode)
+        return {"object": "list", "data": hits}
+
+    @api.post("/v1/chat/completions")
+    async def chat(self, request: Request):
+        parsed = await self._parse(request, ChatRequest)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        k = parsed.k or self.config.retriever.k
+        if (bad := self._check_k(k)) is not None:
+            return bad
+        model = parsed.model or self.config.generator.served_default
+        names = await self.generator.models.remote()
+        if model not in names:
+            return error_response(404, f"model '{model}' is not served; available: {names}",
+                                  "invalid_request_error", "model", "model_not_found")  # fmt: skip
+        conversation = [m.model_dump() for m in parsed.messages]
+        mode = parsed.retrieval_mode or self.config.retriever.mode
+        hits = await self.retriever.search.remote(conversation[-1]["content"], k, mode)
+        prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
+        params = GenerationParams(
+            max_tokens=parsed.max_completion_tokens or parsed.max_tokens
+            or self.config.generator.max_new_tokens,
+            temperature=parsed.temperature, top_p=parsed.top_p, stop=parsed.stops,
+        )  # fmt: skip
+        sources = [self._source(hit) for hit in hits]
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if parsed.stream:
+            return StreamingResponse(
+                self._stream(completion_id, model, prompt, params, sources),
+                media_type="text/event-stream",
+            )
+        try:
+            result = await self.generator.complete.remote(model, prompt, params)
+        except Exception as exc:  # the replica stays up; the client learns what failed
+            return self._generation_failed(exc)
+        return {
+            "id": completion_id, "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "finish_reason": result["finish_reason"],
+                         "message": {"role": "assistant", "content": result["text"]}}],
+            "usage": result["usage"], "sources": sources,
+        }  # fmt: skip
+
+    async def _stream(self, completion_id: str, model: str, prompt: str,
+                      params: GenerationParams, sources: list[dict]):  # fmt: skip
+        """Server-sent events in OpenAI's chunk format; sources ride on the first chunk."""
+
+        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+            body = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return f"data: {json.dumps(body)}\n\n"
+
+        yield chunk({"role": "assistant", "content": ""}, sources=sources)
+        try:
+            async for piece in self.generator.options(stream=True).stream.remote(model, prompt, params):
+                if piece["text"]:
+                    yield chunk({"content": piece["text"]})
+                if "finish_reason" in piece:
+                    yield chunk({}, piece["finish_reason"], usage=piece["usage"])
+        except Exception as exc:
+            body = json.loads(self._generation_failed(exc).body)
+            yield f"data: {json.dumps(body)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    async def _parse(self, request: Request, model):
+        """Auth, size limit, JSON and schema checks; a 4xx JSONResponse on any failure."""
+        if (denied := self._deny(request)) is not None:
+            return denied
+        raw = await request.body()
+        if len(raw) > self.config.max_request_chars * 2:
+            return error_response(413, "request body too large", "invalid_request_error")
+        try:
+            parsed = model.model_validate(json.loads(raw or b"null"))
+        except json.JSONDecodeError as exc:
+            return error_response(400, f"malformed JSON: {exc}", "invalid_request_error")
+        except ValidationError as exc:
+            return invalid_request(exc)
+        text = sum(len(m.content) for m in parsed.messages) if hasattr(parsed, "messages") \
+            else len(parsed.query)  # fmt: skip
+        if text > self.config.max_request_chars:
+            return error_response(
+                400, f"input of {text} characters exceeds the limit of "
+                f"{self.config.max_request_chars}", "invalid_request_error", "messages",
+                "context_length_exceeded",
+            )  # fmt: skip
+        return parsed
+
+    def _check_k(self, k: int) -> JSONResponse | None:
+        limit = self.config.retriever.max_k
+        if k > limit:
+            return error_response(400, f"k must be between 1 and {limit}, got {k}",
+                                  "invalid_request_error", "k")  # fmt: skip
+        return None
+
+    # Helpers live on the class: Serve ships the ingress class by value, and module-level
+    # helpers referenced only from comprehensions were missing on the replica.
+    @staticmethod
+    def _source(hit: dict) -> dict:
+        return {key: hit[key] for key in ("id", "score", "source", "heading", "doc_id", "text")}
+
+    @staticmethod
+    def _generation_failed(exc: Exception) -> JSONResponse:
+        cause = exc.cause if hasattr(exc, "cause") and exc.cause else exc
+        if isinstance(cause, UnknownModel):
+            return error_response(404, str(cause), "invalid_request_error", "model")
+        return error_response(500, f"generation failed: {type(cause).__name__}: {cause}",
+                              "server_error")  # fmt: skip
+
+    def _deny(self, request: Request) -> JSONResponse | None:
+        if authorised(request.headers.get("authorization"), self.keys):
+            return None
+        return error_response(401, "missing or invalid API key (Authorization: Bearer ...)",
+                              "invalid_request_error", None, "invalid_api_key")  # fmt: skip
+
+
+def build_app(config: ServeJobConfig) -> serve.Application:
+    """The typed builder: each deployment's replicas and resources from the config and tier."""
+    tier = get_tier(config.tier)
+
+    def options(scaling: ScalingConfig) -> dict:
+        return {
+            **scaling.deployment_options(),
+            "ray_actor_options": serve_actor_options(tier, scaling.num_cpus, scaling.num_gpus),
+        }
+
+    retriever = RetrieverDeployment.options(**options(config.retriever.scaling)).bind(
+        str(config.retriever.index_dir)
+    )
+    generator = Generator.options(**options(config.generator.scaling)).bind(
+        config.generator.model_dump(mode="json")
+    )
+    keys = load_api_key_hashes(config.api_keys_file, config.api_keys_env)
+    return Ingress.options(**options(config.ingress)).bind(
+        config.model_dump(mode="json"), retriever, generator, keys
+    )
+
+
+def app_builder(args: dict[str, str]) -> serve.Application:
+    """Serve application builder for `serve run` / RayService: args {"config": path}."""
+    from cluster.configfile import load_config
+
+    return build_app(load_config(ServeJobConfig, args["config"]))
+
+
+def deploy(config: ServeJobConfig, blocking: bool = False) -> str:
+    """Start Serve's HTTP proxy on the configured host/port and (re)deploy the app; its URL."""
+    serve.start(http_options={"host": config.host, "port": config.port})
+    serve.run(build_app(config), name=config.app_name, route_prefix=config.route_prefix,
+              blocking=blocking)  # fmt: skip
+    return f"http://{config.host}:{config.port}{config.route_prefix.rstrip('/')}"

@@ -1,0 +1,107 @@
+"""Typed config of `ragtune serve`: the graph's deployments, their scaling, the API's limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from cluster.configfile import StrictModel
+from cluster.tiers import get_tier
+
+
+class ScalingConfig(StrictModel):
+    """Replicas and resources of one deployment (Serve autoscaling when min < max)."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas.")
+    max_replicas: int = Field(1, ge=1, description="Most replicas.")
+    target_ongoing_requests: float = Field(2, gt=0, description="Autoscaling target per replica.")
+    max_ongoing_requests: int = Field(8, ge=1, description="Requests a replica takes at once.")
+    num_cpus: float = Field(0.25, gt=0, description="CPUs per replica (fractions on small nodes).")
+    num_gpus: float = Field(0, ge=0, description="GPUs per replica.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
+        return self
+
+    def deployment_options(self) -> dict:
+        """`num_replicas` or `autoscaling_config`, and `max_ongoing_requests`, for Serve."""
+        options: dict = {"max_ongoing_requests": self.max_ongoing_requests}
+        if self.min_replicas == self.max_replicas:
+            options["num_replicas"] = self.max_replicas
+        else:
+            options["autoscaling_config"] = {
+                "min_replicas": self.min_replicas,
+                "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+                "upscale_delay_s": 2.0,
+                "downscale_delay_s": 30.0,
+            }
+        return options
+
+
+class RetrieverDeploymentConfig(StrictModel):
+    """The retriever: which index, how it searches, how many chunks a request may ask for."""
+
+    index_dir: Path = Field(description="Index directory from `ragtune index`.")
+    mode: Literal["dense", "bm25", "hybrid"] = Field("dense", description="Default search mode.")
+    k: int = Field(4, ge=1, description="Chunks retrieved per question by default.")
+    max_k: int = Field(20, ge=1, description="Largest k a request may ask for.")
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+
+
+class GeneratorDeploymentConfig(StrictModel):
+    """The generator: base causal LM, optional LoRA adapters, generation limits."""
+
+    base_model: str = Field(description="HF model name or folder (e.g. an imported SmolLM2).")
+    gguf_file: str | None = Field(None, description="GGUF file inside base_model.")
+    model_name: str = Field("base", description="Name of the base model in the API's `model`.")
+    adapters: dict[str, Path] = Field(
+        default_factory=dict, description="API model name → adapter folder (a run's model/)."
+    )
+    default_model: str | None = Field(None, description="Model used when a request names none.")
+    max_new_tokens: int = Field(256, ge=1, description="Upper bound of max_tokens.")
+    max_input_tokens: int = Field(1536, ge=16, description="Prompt tokens kept (oldest cut).")
+    system_prompt: str | None = Field(
+        None, description="System prompt; default the one the adapter was trained with."
+    )
+    scaling: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=1))
+
+    @model_validator(mode="after")
+    def _default_known(self) -> GeneratorDeploymentConfig:
+        names = {self.model_name, *self.adapters}
+        if self.default_model is not None and self.default_model not in names:
+            raise ValueError(f"default_model '{self.default_model}' is not one of {sorted(names)}")
+        return self
+
+    @property
+    def served_default(self) -> str:
+        return self.default_model or next(iter(self.adapters), self.model_name)
+
+
+class ServeJobConfig(StrictModel):
+    """`ragtune serve`: Ingress → Retriever → Generator on a tier, OpenAI-compatible HTTP."""
+
+    kind: Literal["serve"] = "serve"
+    app_name: str = Field("ragtune", description="Serve application name.")
+    tier: str = Field("local", description="Tier all replicas run on.")
+    host: str = Field("127.0.0.1", description="HTTP host of Serve's proxy.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    route_prefix: str = Field("/", description="Route prefix of the app.")
+    api_keys_file: Path | None = Field(
+        None, description="File with one accepted API key per line; no keys means no auth."
+    )
+    api_keys_env: str | None = Field(None, description="Env var holding comma-separated keys.")
+    max_request_chars: int = Field(20_000, ge=100, description="Largest total message text.")
+    retriever: RetrieverDeploymentConfig
+    generator: GeneratorDeploymentConfig
+    ingress: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=0.1))
+
+    @field_validator("tier")
+    @classmethod
+    def _tier_declared(cls, name: str) -> str:
+        get_tier(name)
+        return name

@@ -1,0 +1,180 @@
+"""The generator: a causal LM with optional LoRA adapters, prompted by train's RAG prompt."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from serve.config import GeneratorDeploymentConfig
+from train.config import DEFAULT_SYSTEM_PROMPT
+from train.prompt import rag_messages, render_prompt
+
+MANIFEST_FILE = "ragtune_manifest.json"
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """The sampling knobs of one request."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+
+
+class UnknownModel(ValueError):
+    """A request named a model (adapter) this generator does not serve."""
+
+
+class GeneratorModel:
+    """Loads base + adapters once; answers (conversation, contexts) one request at a time."""
+
+    def __init__(self, config: GeneratorDeploymentConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config
+        extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+        # A trained adapter folder carries the tokenizer (and chat template) it was trained with.
+        trained = [p for p in config.adapters.values() if (Path(p) / "tokenizer_config.json").is_file()]
+        self.tokenizer = AutoTokenizer.from_pretrained(trained[0]) if trained \
+            else AutoTokenizer.from_pretrained(config.base_model, **extra)  # fmt: skip
+        model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32,
+                                                     **extra)  # fmt: skip
+        for position, (name, path) in enumerate(config.adapters.items()):
+            if position == 0:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+            else:
+                model.load_adapter(str(path), adapter_name=name)
+        self.model = model.eval()
+        self.system_prompt = config.system_prompt or self._trained_system_prompt()
+        self._lock = threading.Lock()  # the active adapter is model-wide state
+
+    @property
+    def model_names(self) -> list[str]:
+        return [self.config.model_name, *self.config.adapters]
+
+    def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
+        """History as is; the last user turn rebuilt with the context, as training did."""
+        *history, last = conversation
+        turns = [t for t in history if t["role"] != "system"]
+        rag = rag_messages(last["content"], contexts, self.system_prompt)
+        return render_prompt(self.tokenizer, [rag[0], *turns, rag[1]])
+
+    def generate(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
+        """Whole completion: text, finish reason and token usage."""
+        pieces = list(self.stream(model, prompt, params))
+        text = "".join(p["text"] for p in pieces)
+        return {"text": text, "finish_reason": pieces[-1]["finish_reason"] if pieces else "stop",
+                "usage": pieces[-1]["usage"] if pieces else {}}  # fmt: skip
+
+    def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
+        """Yield {"text"} pieces as they decode; the last piece carries finish_reason and usage."""
+        from transformers import TextIteratorStreamer
+
+        if model not in self.model_names:
+            raise UnknownModel(f"model '{model}' is not served; available: {self.model_names}")
+        ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        ids = {k: v[:, -self.config.max_input_tokens :] for k, v in ids.items()}
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        output: dict[str, Any] = {}
+        kwargs = self._generate_kwargs(ids, params, streamer)
+        with self._lock:
+            worker = threading.Thread(target=self._run, args=(model, kwargs, output))
+            worker.start()
+            emitted, cut = "", None
+            for piece in streamer:
+                cut = _cut_at_stop(emitted + piece, params.stop)
+                if cut is not None:
+                    yield {"text": cut[len(emitted) :]}
+                    emitted = cut
+                    break
+                emitted += piece
+                if piece:
+                    yield {"text": piece}
+            if cut is not None:  # stopped early: drain so the generating thread can finish
+                for _ in streamer:
+                    pass
+            worker.join()
+        if "error" in output:
+            raise output["error"]
+        new_tokens = output["sequences"].shape[1] - ids["input_ids"].shape[1]
+        stopped_early = cut is not None or new_tokens < kwargs["max_new_tokens"]
+        yield {
+            "text": "",
+            "finish_reason": "stop" if stopped_early else "length",
+            "usage": {"prompt_tokens": ids["input_ids"].shape[1], "completion_tokens": new_tokens,
+                      "total_tokens": ids["input_ids"].shape[1] + new_tokens},
+        }  # fmt: skip
+
+    def _generate_kwargs(self, ids: dict, params: GenerationParams, streamer) -> dict[str, Any]:
+        sampling = params.temperature > 0
+        kwargs: dict[str, Any] = {
+            **ids,
+            "max_new_tokens": min(params.max_tokens, self.config.max_new_tokens),
+            "do_sample": sampling,
+            "streamer": streamer,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "return_dict_in_generate": True,
+        }
+        if sampling:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        return kwargs
+
+    def _run(self, model: str, kwargs: dict, output: dict) -> None:
+        import contextlib
+
+        import torch
+
+        try:
+            adapters = self.config.adapters
+            if model in adapters:
+                self.model.set_adapter(model)
+            context = self.model.disable_adapter() if adapters and model not in adapters \
+                else contextlib.nullcontext()  # fmt: skip
+            with torch.no_grad(), context:
+                output["sequences"] = self.model.generate(**kwargs).sequences
+        except Exception as exc:  # surfaced to the caller after the streamer drains
+            output["error"] = exc
+            kwargs["streamer"].end()
+
+    def _trained_system_prompt(self) -> str:
+        for path in self.config.adapters.values():
+            manifest = Path(path) / MANIFEST_FILE
+            if manifest.is_file():
+                return json.loads(manifest.read_text()).get("system_prompt", DEFAULT_SYSTEM_PROMPT)
+        return DEFAULT_SYSTEM_PROMPT
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str | None:
+    """`text` up to the earliest stop string, or None if none occurs."""
+    hits = [text.index(s) for s in stops if s and s in text]
+    return text[: min(hits)] if hits else None
+
+
+@serve.deployment
+class Generator:
+    """Serve deployment around GeneratorModel; streaming via a generator method."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.model = GeneratorModel(GeneratorDeploymentConfig.model_validate(config))
+
+    def models(self) -> list[str]:
+        return self.model.model_names
+
+    def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
+        return self.model.prompt(conversation, contexts)
+
+    def complete(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
+        return self.model.generate(model, prompt, params)
+
+    def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
+        yield from self.model.stream(model, prompt, params)

@@ -1,0 +1,206 @@
+"""`train_loop_per_worker`: DeepSpeed (× LoRA) on the process group Ray Train set up.
+
+Every rank runs this. Rank 0 logs to MLflow; losses are averaged over ranks so every rank
+takes the same early-stopping decision.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from train.config import TrainJobConfig
+from train.data import pad_batch
+from train.deepspeed_setup import deepspeed_config, lr_lambda
+
+STATE_TAG = "state"  # DeepSpeed checkpoint tag inside each Ray checkpoint
+MODEL_DIR = "model"  # the loadable adapter / model inside each Ray checkpoint
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Set up → train with periodic eval/checkpoints → final checkpoint. Resumes if asked."""
+    import deepspeed
+    import ray.train
+
+    config = TrainJobConfig.model_validate(loop_config["job"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(config.seed + rank)
+
+    tokenizer, model = _load_model(config)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    ds_config = deepspeed_config(config, world)
+    client_optimizer = (
+        None
+        if "optimizer" in ds_config
+        else torch.optim.AdamW(trainable, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+    )
+    total_steps = loop_config["total_steps"]
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model,
+        model_parameters=trainable,
+        optimizer=client_optimizer,
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+            opt, lr_lambda(config.optimizer, total_steps)
+        ),
+        config=ds_config,
+        dist_init_required=False,  # Ray Train already initialised the process group
+    )
+
+    state = {"step": 0, "best_val_loss": math.inf, "evals_without_gain": 0}
+    if (checkpoint := ray.train.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as directory:
+            _, client_state = engine.load_checkpoint(directory, tag=STATE_TAG)
+        # client_state also carries DeepSpeed's own keys; take back only ours
+        state.update({key: (client_state or {})[key] for key in state if key in (client_state or {})})
+        if rank == 0:
+            print(f"resumed from step {state['step']}")
+
+    tracker = _tracker(loop_config, rank)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("validation")
+    pad_id = tokenizer.pad_token_id
+    collate = lambda batch: pad_batch(batch, pad_id)  # noqa: E731
+    window = {"loss": 0.0, "tokens": 0, "started": time.perf_counter(), "micro": 0}
+    stop = False
+    while not stop and state["step"] < total_steps:
+        for batch in train_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate):
+            loss = engine(**batch).loss
+            engine.backward(loss)
+            engine.step()
+            window["loss"] += loss.item()
+            window["tokens"] += int(batch["attention_mask"].sum())
+            window["micro"] += 1
+            if not engine.is_gradient_accumulation_boundary():
+                continue
+            state["step"] += 1
+            step = state["step"]
+            metrics: dict[str, float] = {}
+            if step % config.log_every_steps == 0 or step == total_steps:
+                metrics.update(_window_metrics(window, scheduler, world))
+            if step % config.eval_every_steps == 0 or step == total_steps:
+                metrics.update(_evaluate(engine, val_shard, config, collate))
+                stop = _early_stop(state, metrics["val_loss"], config)
+            if metrics and tracker is not None:
+                tracker.log_metrics(metrics, step)
+            if rank == 0 and "train_loss" in metrics:
+                print(_progress_line(step, total_steps, metrics))
+            last = stop or step >= total_steps
+            if step % config.checkpoint_every_steps == 0 or last:
+                _save_and_report(engine, config, state, {**metrics, "step": step}, rank)
+            elif metrics:
+                ray.train.report({**metrics, "step": step})
+            if last:
+                break
+
+
+def _load_model(config: TrainJobConfig):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model, **extra)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32, **extra)
+    if config.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = config.lora
+        model = get_peft_model(model, LoraConfig(
+            task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+        ))  # fmt: skip
+    return tokenizer, model
+
+
+def _window_metrics(window: dict, scheduler, world: int) -> dict[str, float]:
+    """Mean train loss and tokens/s over all ranks since the last log line; resets the window."""
+    totals = torch.tensor([window["loss"], window["micro"], window["tokens"]], dtype=torch.float64)
+    dist.all_reduce(totals)
+    elapsed = time.perf_counter() - window["started"]
+    window.update(loss=0.0, tokens=0, micro=0, started=time.perf_counter())
+    return {
+        "train_loss": float(totals[0] / max(totals[1], 1)),
+        "tokens_per_s": float(totals[2] / elapsed),
+        "lr": float(scheduler.get_last_lr()[0]),
+    }
+
+
+@torch.no_grad()
+def _evaluate(engine, val_shard, config: TrainJobConfig, collate) -> dict[str, float]:
+    """Token-weighted validation loss and perplexity over every rank's shard."""
+    engine.eval()
+    totals = torch.zeros(2, dtype=torch.float64)
+    for batch in val_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate):
+        answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
+        totals += torch.tensor([engine(**batch).loss.item() * answer_tokens, answer_tokens])
+    engine.train()
+    dist.all_reduce(totals)
+    val_loss = float(totals[0] / max(totals[1], 1))
+    return {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))}
+
+
+def _early_stop(state: dict, val_loss: float, config: TrainJobConfig) -> bool:
+    if val_loss < state["best_val_loss"]:
+        state.update(best_val_loss=val_loss, evals_without_gain=0)
+        return False
+    state["evals_without_gain"] += 1
+    patience = config.early_stopping_patience
+    return patience is not None and state["evals_without_gain"] >= patience
+
+
+def _save_and_report(engine, config: TrainJobConfig, state: dict, metrics: dict, rank: int):
+    """DeepSpeed state (all ranks) plus a loadable model (gathered) in one Ray checkpoint."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as directory:
+        engine.save_checkpoint(directory, tag=STATE_TAG, client_state=dict(state))
+        _save_model(engine, Path(directory) / MODEL_DIR, config, rank)
+        checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _save_model(engine, out: Path, config: TrainJobConfig, rank: int) -> None:
+    """Rank 0 writes the adapter (or full model); under ZeRO-3 the shards are gathered first."""
+    module = engine.module
+    if config.deepspeed.zero_stage == 3:
+        import deepspeed
+
+        params = [p for p in module.parameters() if config.lora is None or p.requires_grad]
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            if rank == 0:
+                _write_model(module, out, config)
+    elif rank == 0:
+        _write_model(module, out, config)
+
+
+def _write_model(module, out: Path, config: TrainJobConfig) -> None:
+    if config.lora is not None:
+        state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()
+                 if "lora_" in k}  # fmt: skip
+        module.save_pretrained(out, state_dict=state)
+    else:
+        module.save_pretrained(out)
+
+
+def _tracker(loop_config: dict, rank: int):
+    """MLflow client for rank 0 (one run per job, created by the driver); None elsewhere."""
+    if rank != 0 or not loop_config.get("mlflow_run_id"):
+        return None
+    from train.tracking import RunLogger
+
+    return RunLogger(loop_config["tracking_uri"], loop_config["mlflow_run_id"])
+
+
+def _progress_line(step: int, total: int, metrics: dict[str, float]) -> str:
+    parts = [f"step {step}/{total}", f"loss {metrics['train_loss']:.4f}"]
+    if "val_loss" in metrics:
+        parts.append(f"val_loss {metrics['val_loss']:.4f}")
+    parts += [f"lr {metrics['lr']:.2e}", f"{metrics['tokens_per_s']:.0f} tok/s"]
+    return " | ".join(parts)

@@ -1,0 +1,36 @@
+"""The one prompt format: (question, retrieved chunks) → chat messages → model input.
+
+Training and serving both call these, so a model is served exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def rag_messages(question: str, contexts: Sequence[str], system_prompt: str) -> list[dict]:
+    """System and user messages for a question, with numbered context chunks when given."""
+    if contexts:
+        numbered = "\n\n".join(f"[{i}] {text.strip()}" for i, text in enumerate(contexts, 1))
+        user = f"Context:\n{numbered}\n\nQuestion: {question.strip()}"
+    else:
+        user = question.strip()
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> str:
+    """The text the model sees before it answers, through the tokenizer's chat template."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def tokenize_example(tokenizer, messages: list[dict], answer: str) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for prompt + answer; labels are -100 except on the answer tokens."""
+    prompt = render_prompt(tokenizer, messages)
+    full = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": answer}], tokenize=False
+    )
+    if not full.startswith(prompt):
+        raise ValueError("the chat template does not extend the prompt with the answer")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
