@@ -27,9 +27,11 @@ def jobs_address(address: str | None) -> str:
 
 
 def _client(address: str | None):
+    from cluster.local import use_cluster_token
+
+    use_cluster_token()  # the Jobs API wants the token too (auth is on by default in Ray 2.60)
     from ray.job_submission import JobSubmissionClient
 
-    # The client reads Ray's token (RAY_AUTH_TOKEN / ~/.ray/auth_token) as the Ray CLI does.
     return JobSubmissionClient(jobs_address(address))
 
 

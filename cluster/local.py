@@ -70,9 +70,11 @@ def start_cluster(tier: HardwareTier, port: int = 6379, dashboard_port: int = 82
         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}",
     ]  # fmt: skip
+    # Jobs submitted to this head run `ragtune ...`: put this environment's scripts on its PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     with open(log_file, "wb") as log:
         # Its own session (process group), so `down` stops exactly these processes.
-        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True, env=env)
     cluster = LocalCluster(
         pid=process.pid,
         address=f"127.0.0.1:{port}",
@@ -119,14 +121,16 @@ def ray_session(local_tier: HardwareTier, address: str | None = None) -> Iterato
 
     Yields the address connected to ("embedded" for an embedded one); disconnects on exit.
     """
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target is None and (cluster := running_cluster()) is not None:
+        target = cluster.address
+    if target:
+        use_cluster_token()  # before `import ray`: Ray reads the auth mode when it loads
     import ray
 
     if ray.is_initialized():
         yield "existing"
         return
-    target = address or os.environ.get("RAY_ADDRESS")
-    if target is None and (cluster := running_cluster()) is not None:
-        target = cluster.address
     if target:
         ray.init(address=target, log_to_driver=True)
     else:
@@ -141,6 +145,17 @@ def ray_session(local_tier: HardwareTier, address: str | None = None) -> Iterato
         yield target or "embedded"
     finally:
         ray.shutdown()
+
+
+def use_cluster_token() -> None:
+    """Send the cluster token, as Ray's CLI does, when one is on this machine.
+
+    `ray start` (Ray 2.60) turns token auth on and keeps the token in ~/.ray/auth_token, but a
+    client only sends it when RAY_AUTH_MODE=token; an explicit RAY_AUTH_MODE is respected.
+    """
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def _wait_until_ready(process: subprocess.Popen, cluster: LocalCluster) -> None:

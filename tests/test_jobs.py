@@ -30,6 +30,7 @@ def two_nodes(tmp_path_factory):
         [ray, "start", "--block", f"--address=127.0.0.1:{PORT}", "--node-ip-address=127.0.0.1",
          "--num-cpus=1", '--resources={"tier:cpu-small": 1000}', "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},  # joining a head with token auth on
     )  # fmt: skip
     try:
         _wait_for_nodes(2, env)
@@ -77,7 +78,7 @@ print(json.dumps(placed))
 def test_work_lands_only_on_its_tiers_node(two_nodes):
     result = subprocess.run([sys.executable, "-c", PLACEMENT.format(port=PORT)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **two_nodes})  # fmt: skip
+                            env={**os.environ, **two_nodes, "RAY_AUTH_MODE": "token"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     placed = json.loads(result.stdout.strip().splitlines()[-1])
     assert placed["cpu-small"] == ["tier:cpu-small"]
