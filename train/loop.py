@@ -7,6 +7,7 @@ takes the same early-stopping decision.
 from __future__ import annotations
 
 import math
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config.seed + rank)
+    if loop_config.get("torch_threads"):  # Ray sets OMP_NUM_THREADS=1; use the CPUs reserved
+        torch.set_num_threads(loop_config["torch_threads"])
 
     tokenizer, model = _load_model(config)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -129,6 +132,7 @@ def _window_metrics(window: dict, scheduler, world: int) -> dict[str, float]:
         "train_loss": float(totals[0] / max(totals[1], 1)),
         "tokens_per_s": float(totals[2] / elapsed),
         "lr": float(scheduler.get_last_lr()[0]),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 

@@ -59,7 +59,8 @@ def run_train_job(config: TrainJobConfig, resume: bool = False) -> TrainResult:
     from ray.train.torch import TorchTrainer
 
     tier = get_tier(config.tier)
-    check_schedulable(tier, worker_resources(tier), config.num_workers)
+    cpus = cpus_per_worker(tier, config.num_workers)
+    check_schedulable(tier, worker_resources(tier, cpus), config.num_workers)
     run_dir = config.output_dir.resolve()
     storage = run_dir / "ray"
     state_file = run_dir / "run.json"
@@ -82,8 +83,9 @@ def run_train_job(config: TrainJobConfig, resume: bool = False) -> TrainResult:
             "total_steps": total_steps,
             "mlflow_run_id": run_id,
             "tracking_uri": config.tracking_uri(),
+            "torch_threads": int(cpus) if cpus else None,
         },
-        scaling_config=scaling_config(tier, config.num_workers),
+        scaling_config=scaling_config(tier, config.num_workers, cpus),
         run_config=RunConfig(
             name=RUN_NAME,
             storage_path=str(storage),
@@ -128,9 +130,16 @@ def planned_steps(config: TrainJobConfig, train_rows: int) -> int:
     return steps
 
 
+def cpus_per_worker(tier: HardwareTier, num_workers: int) -> float | None:
+    """On CPU tiers workers split a node's cores (torch threads follow); GPU tiers: default."""
+    if tier.gpus:
+        return None
+    return float(max(1, int(tier.cpus) // num_workers))
+
+
 def estimated_cost(tier: HardwareTier, num_workers: int, seconds: float) -> float:
     """Price of the nodes the workers occupy for `seconds`, from the tier's hourly price."""
-    per_node = tier.gpus or max(1, int(tier.cpus // worker_resources(tier)["CPU"]))
+    per_node = tier.gpus or max(1, int(tier.cpus // (cpus_per_worker(tier, num_workers) or 1)))
     return math.ceil(num_workers / per_node) * tier.cost_per_hour * seconds / 3600
 
 

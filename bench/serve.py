@@ -1,0 +1,137 @@
+"""Benchmark: the Serve app over HTTP vs the same pipeline called in-process.
+
+    .venv/bin/python bench/serve.py [--requests 120]
+
+Builds a small index (Python-docs corpus if `make python-docs` ran, else generated text) and a
+tiny generator, deploys the app on an embedded Ray, and drives `/v1/retrieve` and
+`/v1/chat/completions` at concurrency 1, 4 and 16. The in-process baseline calls `Retriever`
+and `GeneratorModel` directly from the same number of threads. Prints p50/p99 latency, requests/s,
+the HTTP/in-process ratios, and the retriever replica count autoscaling reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PORT = 8130
+QUESTIONS = ["How do I read a file line by line?", "What is a list comprehension?",
+             "How do I sort a dictionary by value?", "What does the with statement do?",
+             "How are exceptions raised?", "What is a generator?"]  # fmt: skip
+
+
+def corpus(root: Path) -> Path:
+    docs = root / "docs"
+    docs.mkdir()
+    source = ROOT / "data" / "python-docs" / "corpus.jsonl"
+    if source.is_file():
+        lines = source.read_text().splitlines()[:400]
+        (docs / "python.jsonl").write_text("\n".join(lines) + "\n")
+    else:
+        for i in range(200):
+            (docs / f"doc{i}.md").write_text(f"# Topic {i}\n\n" + " ".join(QUESTIONS) * 3)
+    return docs
+
+
+def drive(call, concurrency: int, total: int) -> dict[str, float]:
+    """Latency percentiles (ms) and throughput of `total` calls from `concurrency` threads."""
+    latencies: list[float] = []
+
+    def one(i: int) -> None:
+        started = time.perf_counter()
+        call(QUESTIONS[i % len(QUESTIONS)])
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(total)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))],
+            "rps": total / elapsed}  # fmt: skip
+
+
+def main() -> None:
+    import httpx
+    import ray
+    from ray import serve
+
+    from retrieval.config import IndexJobConfig
+    from retrieval.job import run_index_job
+    from retrieval.search import Retriever
+    from serve.app import deploy
+    from serve.config import ServeJobConfig
+    from serve.generator import GenerationParams, GeneratorModel
+    from tests.train_fixtures import tiny_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=120)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    ray.init(address="local", num_cpus=2, resources={"tier:local": 1000}, include_dashboard=False,
+             configure_logging=False)  # fmt: skip
+    run_index_job(IndexJobConfig(documents=[str(corpus(tmp))], output_dir=tmp / "index"))
+    config = ServeJobConfig.model_validate({
+        "port": PORT,
+        "retriever": {"index_dir": str(tmp / "index"), "k": 3,
+                      "scaling": {"min_replicas": 1, "max_replicas": 2, "num_cpus": 0.2,
+                                  "target_ongoing_requests": 2, "max_ongoing_requests": 16}},
+        "generator": {"base_model": str(tiny_model(tmp)), "max_new_tokens": 16,
+                      "scaling": {"num_cpus": 0.5, "max_ongoing_requests": 16}},
+        "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 64},
+    })  # fmt: skip
+    url = deploy(config)
+    retriever = Retriever(tmp / "index")
+    generator = GeneratorModel(config.generator)
+    params = GenerationParams(16, 0.0, 1.0, ())
+
+    def local_retrieve(q):
+        return retriever.search(q, 3)
+
+    def local_chat(q):
+        hits = retriever.search(q, 3)
+        prompt = generator.prompt([{"role": "user", "content": q}], [h.text for h in hits])
+        return generator.generate("base", prompt, params)
+
+    client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=32))
+
+    def http_retrieve(q):
+        client.post(f"{url}/v1/retrieve", json={"query": q, "k": 3}).raise_for_status()
+
+    def http_chat(q):
+        body = {"messages": [{"role": "user", "content": q}], "max_tokens": 16}
+        client.post(f"{url}/v1/chat/completions", json=body).raise_for_status()
+
+    rows = []
+    for name, local, remote, total in (
+        ("retrieve", local_retrieve, http_retrieve, args.requests),
+        ("chat", local_chat, http_chat, args.requests // 3),
+    ):
+        for concurrency in (1, 4, 16):
+            drive(remote, concurrency, min(total, 8))  # warm-up
+            base = drive(local, concurrency, total)
+            served = drive(remote, concurrency, total)
+            rows.append((name, concurrency, base, served))
+    details = serve.context._get_global_client().get_serve_details()
+    replicas = details["applications"][config.app_name]["deployments"]["RetrieverDeployment"]["replicas"]
+    print(f"\n{'endpoint':<10}{'conc':>5}{'in-proc p50':>13}{'http p50':>10}{'+ms p50':>9}"
+          f"{'http p99':>10}{'in-proc rps':>13}{'http rps':>10}{'rps ratio':>11}")  # fmt: skip
+    for name, concurrency, base, served in rows:
+        print(f"{name:<10}{concurrency:>5}{base['p50']:>12.1f}ms{served['p50']:>8.1f}ms"
+              f"{served['p50'] - base['p50']:>8.1f}{served['p99']:>8.1f}ms{base['rps']:>13.1f}"
+              f"{served['rps']:>10.1f}{served['rps'] / base['rps']:>10.2f}x")  # fmt: skip
+    print(f"retriever replicas after the run (autoscaling 1..2): {len(replicas)}")
+    serve.shutdown()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

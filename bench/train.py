@@ -1,0 +1,119 @@
+"""Benchmark: `ragtune train` (Ray Train + DeepSpeed ZeRO-2, 1 worker) vs a plain PyTorch loop.
+
+    .venv/bin/python bench/train.py [--steps 20] [--batch 16] [--hidden 512]
+
+Same model (a small Llama built here), same data, same micro-batch, same optimizer (AdamW, full
+fine-tune) in one run. Prints tokens/s of each and the ratio, then 2-worker throughput (scaling)
+and peak RSS. Tokens/s of ragtune is the mean of its logged windows after the first (warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.train_fixtures import rag_rows, write_jsonl  # noqa: E402
+
+
+def build(root: Path, hidden: int) -> Path:
+    from train.models import build_tiny_llama
+
+    texts = [" ".join([r["question"], *r["context"], r["answer"]]) for r in rag_rows(300)]
+    return build_tiny_llama(root / "model", texts, hidden_size=hidden)
+
+
+def plain_loop(model_dir: Path, data: Path, steps: int, batch: int) -> tuple[float, float]:
+    """Tokens/s and peak RSS (MB) of a hand-written loop: same tokenisation, AdamW, no Ray."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from train.config import DataConfig
+    from train.data import Tokenize, pad_batch
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    stage = Tokenize(str(model_dir), DataConfig(train_files=[str(data)]).model_dump())
+    rows = rag_rows(steps * batch + 8 * batch)
+    columns = {k: [r[k] for r in rows] for k in ("question", "context", "answer")}
+    examples = stage(columns)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    tokens, started = 0, None
+    for step in range(steps + 2):
+        lo = step * batch
+        chunk = {k: examples[k][lo : lo + batch] for k in ("input_ids", "labels")}
+        inputs = pad_batch(chunk, tokenizer.pad_token_id)
+        loss = model(**inputs).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        if step == 1:  # skip two warm-up steps, as ragtune's first window is skipped
+            started = time.perf_counter()
+        elif step > 1:
+            tokens += int(inputs["attention_mask"].sum())
+    seconds = time.perf_counter() - started
+    return tokens / seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ragtune_run(model_dir: Path, data: Path, out: Path, steps: int, batch: int, workers: int):
+    """Mean tokens/s over logged windows after the first, peak RSS of rank 0, wall seconds."""
+    from mlflow.tracking import MlflowClient
+
+    from train.config import TrainJobConfig
+    from train.trainer import run_train_job
+
+    config = TrainJobConfig.model_validate({
+        "base_model": str(model_dir), "data": {"train_files": [str(data)], "validation_fraction": 0.05},
+        "lora": None, "deepspeed": {"zero_stage": 2}, "optimizer": {"lr": 5e-3, "schedule": "constant"},
+        "max_steps": steps, "micro_batch_size": batch, "global_batch_size": batch * workers,
+        "num_workers": workers, "log_every_steps": 5, "eval_every_steps": 10_000,
+        "checkpoint_every_steps": 10_000, "output_dir": str(out),
+    })  # fmt: skip
+    started = time.perf_counter()
+    result = run_train_job(config)
+    wall = time.perf_counter() - started
+    client = MlflowClient(config.tracking_uri())
+    rates = sorted(client.get_metric_history(result.mlflow_run_id, "tokens_per_s"), key=lambda m: m.step)
+    rss = client.get_metric_history(result.mlflow_run_id, "peak_rss_mb")
+    steady = [m.value for m in rates[1:]] or [m.value for m in rates]
+    return sum(steady) / len(steady), max(m.value for m in rss), wall
+
+
+def main() -> None:
+    import ray
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=512)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model_dir = build(root, args.hidden)
+        data = write_jsonl(root / "train.jsonl", rag_rows(args.steps * args.batch * 2 + 64))
+        ray.init(address="local", num_cpus=2, resources={"tier:local": 1000},
+                 include_dashboard=False, configure_logging=False)  # fmt: skip
+        one, one_rss, one_wall = ragtune_run(model_dir, data, root / "run1", args.steps, args.batch, 1)
+        two, two_rss, two_wall = ragtune_run(model_dir, data, root / "run2", args.steps, args.batch, 2)
+        ray.shutdown()
+        plain, plain_rss = plain_loop(model_dir, data, args.steps, args.batch)
+
+    print(f"\nmodel: Llama hidden={args.hidden}, micro-batch {args.batch}, {args.steps} steps, CPU")
+    print(f"plain PyTorch loop        : {plain:8.0f} tokens/s  peak RSS {plain_rss:6.0f} MB")
+    print(f"ragtune train, 1 worker   : {one:8.0f} tokens/s  peak RSS {one_rss:6.0f} MB (rank 0)"
+          f"  wall {one_wall:.0f}s incl. start-up")  # fmt: skip
+    print(f"ratio ragtune/plain       : {one / plain:.2f}x")
+    print(f"ragtune train, 2 workers  : {two:8.0f} tokens/s  ({two / one:.2f}x of 1 worker)"
+          f"  wall {two_wall:.0f}s")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
