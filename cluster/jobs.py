@@ -5,10 +5,12 @@ from __future__ import annotations
 import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 JOB_VERBS = ("index", "train", "serve", "eval retrieval")
+AGENT_WAIT_S = 60
 
 
 def jobs_address(address: str | None) -> str:
@@ -46,11 +48,19 @@ def submit_job(verb: str, config: Path, address: str | None, overrides: list[str
     with tempfile.TemporaryDirectory() as package:
         shutil.copy(config, Path(package) / config.name)
         args = [*verb.split(), config.name, *(f"--set={item}" for item in overrides)]
-        return _client(address).submit_job(
-            entrypoint="ragtune " + shlex.join(args),
-            runtime_env={"working_dir": package, "env_vars": dict(env or {})},
-            metadata={"ragtune.verb": verb, "ragtune.config": str(config)},
-        )
+        client = _client(address)
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                return client.submit_job(
+                    entrypoint="ragtune " + shlex.join(args),
+                    runtime_env={"working_dir": package, "env_vars": dict(env or {})},
+                    metadata={"ragtune.verb": verb, "ragtune.config": str(config)},
+                )
+            except RuntimeError as exc:  # a fresh head's job agent may not be up yet
+                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
 
 
 def list_jobs(address: str | None) -> list[dict[str, str]]:
