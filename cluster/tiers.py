@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from cluster.configfile import ConfigError, StrictModel, load_config
 
@@ -99,6 +99,15 @@ def load_tiers(path: str | Path | None = None) -> TiersFile:
 def get_tier(name: str, path: str | Path | None = None) -> HardwareTier:
     """Look up one tier by name in the tiers file."""
     return load_tiers(path).get(name)
+
+
+def _declared_tier(name: str) -> str:
+    get_tier(name)
+    return name
+
+
+TierName = Annotated[str, AfterValidator(_declared_tier)]
+"""A config field naming a tier: validated against the tiers file when the config loads."""
 
 
 def worker_resources(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from cluster.configfile import StrictModel
-from cluster.tiers import get_tier
+from cluster.tiers import TierName
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DOCUMENT_EXTENSIONS = (".txt", ".md", ".rst", ".html", ".htm", ".jsonl")
@@ -39,12 +39,7 @@ class EmbeddingConfig(StrictModel):
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers name or path; all-MiniLM-L6-v2 resolves offline.",
     )
-    batch_size: int = Field(
-        1024,
-        ge=1,
-        description="Chunks per map_batches call; large, because encode sorts each call by "
-        "length and padding waste falls with the batch.",
-    )
+    batch_size: int = Field(256, ge=1, description="Chunks per map_batches call.")
     num_actors: int | None = Field(
         None, ge=1, description="Embedding actors; default one per GPU, else one per node."
     )
@@ -76,15 +71,9 @@ class IndexJobConfig(StrictModel):
     """`ragtune index`: read documents, chunk, embed on a tier, build and save a FAISS index."""
 
     kind: Literal["index"] = "index"
-    tier: str = Field("local", description="Hardware tier the embedding actors run on.")
+    tier: TierName = Field("local", description="Hardware tier the embedding actors run on.")
     documents: list[str] = Field(min_length=1, description="Files, directories or globs of documents.")
     output_dir: Path = Field(description="Index directory to write (replaced atomically).")
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
-
-    @field_validator("tier")
-    @classmethod
-    def _tier_declared(cls, name: str) -> str:
-        get_tier(name)
-        return name

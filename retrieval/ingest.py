@@ -15,7 +15,7 @@ from retrieval.chunking import chunk_spans
 from retrieval.config import DOCUMENT_EXTENSIONS, ChunkingConfig
 from retrieval.parsing import split_sections
 
-ROWS_PER_BLOCK = 2048
+ROWS_PER_BLOCK = 1024
 CHUNK_COLUMNS = ("doc_id", "source", "source_hash", "heading", "text", "start", "end")
 
 

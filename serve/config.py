@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from cluster.configfile import StrictModel
-from cluster.tiers import get_tier
+from cluster.tiers import TierName
 
 
 class ScalingConfig(StrictModel):
@@ -87,7 +87,7 @@ class ServeJobConfig(StrictModel):
 
     kind: Literal["serve"] = "serve"
     app_name: str = Field("ragtune", description="Serve application name.")
-    tier: str = Field("local", description="Tier all replicas run on.")
+    tier: TierName = Field("local", description="Tier all replicas run on.")
     host: str = Field("127.0.0.1", description="HTTP host of Serve's proxy.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     route_prefix: str = Field("/", description="Route prefix of the app.")
@@ -99,9 +99,3 @@ class ServeJobConfig(StrictModel):
     retriever: RetrieverDeploymentConfig
     generator: GeneratorDeploymentConfig
     ingress: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=0.1))
-
-    @field_validator("tier")
-    @classmethod
-    def _tier_declared(cls, name: str) -> str:
-        get_tier(name)
-        return name

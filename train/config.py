@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from cluster.configfile import StrictModel
-from cluster.tiers import get_tier
+from cluster.tiers import TierName, get_tier
 
 NO_BF16_ACCELERATORS = {"T4", "V100", "P100", "K80", "M60"}  # before compute capability 8.0
 DEFAULT_SYSTEM_PROMPT = (
@@ -104,16 +104,10 @@ class TrainJobConfig(StrictModel):
     )
     max_failures: int = Field(2, ge=0, description="Worker failures to recover from.")
     seed: int = Field(0, description="Seed for data split, init and dropout.")
-    tier: str = Field("local", description="Hardware tier of the workers.")
+    tier: TierName = Field("local", description="Hardware tier of the workers.")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks).")
     output_dir: Path = Field(description="Run directory: checkpoints, model, manifest.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-
-    @field_validator("tier")
-    @classmethod
-    def _tier_declared(cls, name: str) -> str:
-        get_tier(name)
-        return name
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainJobConfig:
