@@ -368,13 +368,14 @@ def up(
     tier: Annotated[str, typer.Option(help="Tier this machine provides.")] = "local",
     port: Annotated[int, typer.Option(help="GCS port.")] = 6379,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port on 127.0.0.1.")] = 8265,
+    agent_port: Annotated[int, typer.Option(help="Job agent HTTP port.")] = 52365,
     tiers_file: TiersOption = None,
 ) -> None:
     """Start a local Ray head advertising a tier's resources."""
     from cluster.local import start_cluster
     from cluster.tiers import get_tier
 
-    cluster = start_cluster(get_tier(tier, tiers_file), port, dashboard_port)
+    cluster = start_cluster(get_tier(tier, tiers_file), port, dashboard_port, agent_port)
     typer.echo(f"ragtune cluster up: address {cluster.address}, dashboard {cluster.dashboard_url}")
 
 

@@ -55,7 +55,9 @@ def running_cluster() -> LocalCluster | None:
     return cluster if _group_alive(cluster.pid) else None
 
 
-def start_cluster(tier: HardwareTier, port: int = 6379, dashboard_port: int = 8265) -> LocalCluster:
+def start_cluster(
+    tier: HardwareTier, port: int = 6379, dashboard_port: int = 8265, agent_port: int = 52365
+) -> LocalCluster:
     """Start a Ray head on 127.0.0.1 advertising `tier`'s resources; return once it answers."""
     if (existing := running_cluster()) is not None:
         raise ClusterError(f"a ragtune cluster is already running at {existing.address}")
@@ -69,6 +71,9 @@ def start_cluster(tier: HardwareTier, port: int = 6379, dashboard_port: int = 82
         f"--resources={json.dumps(tier.node_resources())}",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}",
+        # The job agent's HTTP port; a second Ray on this machine must not share it, or jobs
+        # fail with "No available agent to submit job".
+        f"--dashboard-agent-listen-port={agent_port}",
     ]  # fmt: skip
     # Jobs submitted to this head run `ragtune ...`: put this environment's scripts on its PATH.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

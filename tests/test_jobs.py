@@ -23,12 +23,14 @@ def two_nodes(tmp_path_factory):
     """Head advertising tier `local`, plus a second node advertising tier `cpu-small`."""
     home = tmp_path_factory.mktemp("ragtune-home")
     env = {"RAGTUNE_HOME": str(home)}
-    up = run_cli("up", "--port", PORT, "--dashboard-port", DASHBOARD, env=env)
+    # Own agent ports: the session's embedded Ray already holds the default one.
+    up = run_cli("up", "--port", PORT, "--dashboard-port", DASHBOARD, "--agent-port", "52393", env=env)
     assert up.returncode == 0, up.stderr
     ray = str(Path(sys.executable).parent / "ray")
     worker = subprocess.Popen(
         [ray, "start", "--block", f"--address=127.0.0.1:{PORT}", "--node-ip-address=127.0.0.1",
-         "--num-cpus=1", '--resources={"tier:cpu-small": 1000}', "--disable-usage-stats"],
+         "--num-cpus=1", '--resources={"tier:cpu-small": 1000}', "--disable-usage-stats",
+         "--dashboard-agent-listen-port=52394"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, "RAY_AUTH_MODE": "token"},  # joining a head with token auth on
     )  # fmt: skip

@@ -33,7 +33,8 @@ def ragtune_home(tmp_path):
 
 
 def test_up_status_down_leaves_nothing_behind(ragtune_home):
-    up = run_cli("up", "--port", PORT, "--dashboard-port", DASHBOARD_PORT, env=ragtune_home)
+    up = run_cli("up", "--port", PORT, "--dashboard-port", DASHBOARD_PORT, "--agent-port", "52391",
+                 env=ragtune_home)  # fmt: skip
     assert up.returncode == 0, up.stderr
     assert f"127.0.0.1:{PORT}" in up.stdout
 
