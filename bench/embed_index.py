@@ -1,6 +1,6 @@
 """Benchmark: Ray Data embedding vs plain SentenceTransformer.encode, and FAISS index types.
 
-    .venv/bin/python bench/embed_index.py [--chunks 20000] [--vectors 100000]
+    .venv/bin/python bench/embed_index.py [--chunks 20000] [--vectors 100000] [--tier local]
 
 Part 1 chunks the Python-docs corpus (`make python-docs`) and embeds the same chunks twice in
 one run: with `embed_chunks` (Ray Data actor pool on the `local` tier) and with one in-process
@@ -20,7 +20,7 @@ import numpy as np
 CORPUS = Path("data/python-docs/corpus.jsonl")
 
 
-def chunk_texts(count: int, max_tokens: int) -> list[str]:
+def chunk_texts(count: int, max_tokens: int, model: str) -> list[str]:
     """`count` chunk texts from the Python-docs corpus, cycling if it is smaller."""
     from retrieval.config import ChunkingConfig
     from retrieval.embed import resolve_model
@@ -30,28 +30,30 @@ def chunk_texts(count: int, max_tokens: int) -> list[str]:
         raise SystemExit(f"{CORPUS} missing: run `make python-docs` first")
     chunker = Chunker(
         ChunkingConfig(max_tokens=max_tokens, overlap_tokens=0).model_dump(),
-        resolve_model("all-MiniLM-L6-v2"),
+        resolve_model(model),
     )
     texts = [row["text"] for row in chunker.chunk_file(str(CORPUS))]
     return [texts[i % len(texts)] for i in range(count)]
 
 
-def bench_embedding(count: int, max_tokens: int) -> None:
+def bench_embedding(count: int, max_tokens: int, tier_name: str, config) -> None:
+    import os
+
     import ray
     import torch
 
     from cluster.tiers import get_tier
-    from retrieval.config import EmbeddingConfig
     from retrieval.embed import embed_chunks, encode, load_encoder
 
-    texts = chunk_texts(count, max_tokens)
-    print(f"embedding {len(texts)} chunks (<= {max_tokens} tokens), torch threads {torch.get_num_threads()}")
-    tier = get_tier("local")
-    config = EmbeddingConfig()
+    texts = chunk_texts(count, max_tokens, config.model)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(f"embedding {len(texts)} chunks (<= {max_tokens} tokens) on {device}, "
+          f"torch threads {torch.get_num_threads()}, map_batches batch {config.batch_size}")  # fmt: skip
+    tier = get_tier(tier_name)
 
     ray.init(
         address="local",
-        num_cpus=int(tier.cpus),
+        num_cpus=min(int(tier.cpus), os.cpu_count() or 1),
         resources=tier.node_resources(),
         include_dashboard=False,
         configure_logging=False,
@@ -144,10 +146,20 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20_000)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--tier", default="local", help="tier the embedding actors run on")
+    parser.add_argument("--model", default=None, help="embedding model name or path")
+    parser.add_argument("--batch-size", type=int, default=None, help="map_batches batch size")
     parser.add_argument("--skip-embedding", action="store_true")
+    parser.add_argument("--skip-faiss", action="store_true")
     args = parser.parse_args()
     if not args.skip_embedding:
-        bench_embedding(args.chunks, args.max_tokens)
+        from retrieval.config import EmbeddingConfig
+
+        overrides = {"model": args.model, "batch_size": args.batch_size}
+        config = EmbeddingConfig(**{key: value for key, value in overrides.items() if value})
+        bench_embedding(args.chunks, args.max_tokens, args.tier, config)
+    if args.skip_faiss:
+        return
     for regime in REGIMES:
         bench_faiss(args.vectors, regime)
 

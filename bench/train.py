@@ -1,10 +1,11 @@
 """Benchmark: `ragtune train` (Ray Train + DeepSpeed ZeRO-2, 1 worker) vs a plain PyTorch loop.
 
-    .venv/bin/python bench/train.py [--steps 20] [--batch 16] [--hidden 512]
+    .venv/bin/python bench/train.py [--steps 20] [--batch 16] [--hidden 512] [--tier local]
 
 Same model (a small Llama built here), same data, same micro-batch, same optimizer (AdamW, full
-fine-tune) in one run. Prints tokens/s of each and the ratio, then 2-worker throughput (scaling)
-and peak RSS. Tokens/s of ragtune is the mean of its logged windows after the first (warm-up).
+fine-tune) in one run. Prints tokens/s of each and the ratio, then 2-worker throughput (scaling,
+CPU tiers) and peak RSS. Tokens/s of ragtune is the mean of its logged windows after the first
+(warm-up). On a GPU tier both run in bf16 (DeepSpeed bf16 vs torch autocast) and MFU is printed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.train_fixtures import rag_rows, write_jsonl  # noqa: E402
 
+# Dense bf16 tensor-core peak per GPU (TFLOP/s), for MFU.
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A10G": 70.0}
+
 
 def build(root: Path, hidden: int) -> Path:
     from train.models import build_tiny_llama
@@ -29,8 +33,9 @@ def build(root: Path, hidden: int) -> Path:
     return build_tiny_llama(root / "model", texts, hidden_size=hidden)
 
 
-def plain_loop(model_dir: Path, data: Path, steps: int, batch: int) -> tuple[float, float]:
-    """Tokens/s and peak RSS (MB) of a hand-written loop: same tokenisation, AdamW, no Ray."""
+def plain_loop(model_dir: Path, data: Path, steps: int, batch: int, gpu: bool) -> tuple[float, float]:
+    """Tokens/s and peak RSS (MB) of a hand-written loop: same tokenisation, AdamW, no Ray;
+    on a GPU in bf16 autocast."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,14 +48,16 @@ def plain_loop(model_dir: Path, data: Path, steps: int, batch: int) -> tuple[flo
     rows = rag_rows(steps * batch + 8 * batch)
     columns = {k: [r[k] for r in rows] for k in ("question", "context", "answer")}
     examples = stage(columns)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    device = "cuda" if gpu else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     tokens, started = 0, None
     for step in range(steps + 2):
         lo = step * batch
         chunk = {k: examples[k][lo : lo + batch] for k in ("input_ids", "labels")}
-        inputs = pad_batch(chunk, tokenizer.pad_token_id)
-        loss = model(**inputs).loss
+        inputs = {k: v.to(device) for k, v in pad_batch(chunk, tokenizer.pad_token_id).items()}
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=gpu):
+            loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -59,11 +66,13 @@ def plain_loop(model_dir: Path, data: Path, steps: int, batch: int) -> tuple[flo
             started = time.perf_counter()
         elif step > 1:
             tokens += int(inputs["attention_mask"].sum())
+    if gpu:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     return tokens / seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def ragtune_run(model_dir: Path, data: Path, out: Path, steps: int, batch: int, workers: int):
+def ragtune_run(model_dir: Path, data: Path, out: Path, steps: int, batch: int, workers: int, tier):
     """Mean tokens/s over logged windows after the first, peak RSS of rank 0, wall seconds."""
     from mlflow.tracking import MlflowClient
 
@@ -72,7 +81,8 @@ def ragtune_run(model_dir: Path, data: Path, out: Path, steps: int, batch: int, 
 
     config = TrainJobConfig.model_validate({
         "base_model": str(model_dir), "data": {"train_files": [str(data)], "validation_fraction": 0.05},
-        "lora": None, "deepspeed": {"zero_stage": 2}, "optimizer": {"lr": 5e-3, "schedule": "constant"},
+        "lora": None, "deepspeed": {"zero_stage": 2, "precision": "bf16" if tier.gpus else "fp32"},
+        "tier": tier.name, "optimizer": {"lr": 5e-3, "schedule": "constant"},
         "max_steps": steps, "micro_batch_size": batch, "global_batch_size": batch * workers,
         "num_workers": workers, "log_every_steps": 5, "eval_every_steps": 10_000,
         "checkpoint_every_steps": 10_000, "output_dir": str(out),
@@ -94,25 +104,49 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--tier", default="local", help="tier the ragtune workers run on")
     args = parser.parse_args()
+    import os
+
+    import torch
+
+    from cluster.tiers import get_tier
+
+    tier = get_tier(args.tier)
+    gpu = bool(tier.gpus)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir = build(root, args.hidden)
         data = write_jsonl(root / "train.jsonl", rag_rows(args.steps * args.batch * 2 + 64))
-        ray.init(address="local", num_cpus=2, resources={"tier:local": 1000},
+        cpus = min(int(tier.cpus), os.cpu_count() or 1)
+        ray.init(address="local", num_cpus=cpus, resources=tier.node_resources(),
                  include_dashboard=False, configure_logging=False)  # fmt: skip
-        one, one_rss, one_wall = ragtune_run(model_dir, data, root / "run1", args.steps, args.batch, 1)
-        two, two_rss, two_wall = ragtune_run(model_dir, data, root / "run2", args.steps, args.batch, 2)
+        run = lambda name, workers: ragtune_run(  # noqa: E731
+            model_dir, data, root / name, args.steps, args.batch, workers, tier
+        )
+        one, one_rss, one_wall = run("run1", 1)
+        two = None if gpu else run("run2", 2)
         ray.shutdown()
-        plain, plain_rss = plain_loop(model_dir, data, args.steps, args.batch)
+        plain, plain_rss = plain_loop(model_dir, data, args.steps, args.batch, gpu)
+        from transformers import AutoModelForCausalLM
 
-    print(f"\nmodel: Llama hidden={args.hidden}, micro-batch {args.batch}, {args.steps} steps, CPU")
+        params = AutoModelForCausalLM.from_pretrained(model_dir).num_parameters()
+
+    device = torch.cuda.get_device_name() if gpu else "CPU"
+    print(f"\nmodel: Llama hidden={args.hidden} ({params / 1e6:.1f}M params), micro-batch {args.batch}, "
+          f"{args.steps} steps, {device}, tier {tier.name}")  # fmt: skip
     print(f"plain PyTorch loop        : {plain:8.0f} tokens/s  peak RSS {plain_rss:6.0f} MB")
     print(f"ragtune train, 1 worker   : {one:8.0f} tokens/s  peak RSS {one_rss:6.0f} MB (rank 0)"
           f"  wall {one_wall:.0f}s incl. start-up")  # fmt: skip
     print(f"ratio ragtune/plain       : {one / plain:.2f}x")
-    print(f"ragtune train, 2 workers  : {two:8.0f} tokens/s  ({two / one:.2f}x of 1 worker)"
-          f"  wall {two_wall:.0f}s")  # fmt: skip
+    if two is not None:
+        two_rate, _, two_wall = two
+        print(f"ragtune train, 2 workers  : {two_rate:8.0f} tokens/s  ({two_rate / one:.2f}x of 1 worker)"
+              f"  wall {two_wall:.0f}s")  # fmt: skip
+    if gpu and tier.accelerator_type in PEAK_BF16_TFLOPS:
+        peak = PEAK_BF16_TFLOPS[tier.accelerator_type] * 1e12
+        print(f"MFU (6 x params x tokens/s): ragtune {6 * params * one / peak:.1%}, "
+              f"plain {6 * params * plain / peak:.1%} of {tier.accelerator_type} bf16 peak")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -68,8 +68,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     tracker = _tracker(loop_config, rank)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("validation")
-    pad_id = tokenizer.pad_token_id
-    collate = lambda batch: pad_batch(batch, pad_id)  # noqa: E731
+    pad_id, device = tokenizer.pad_token_id, engine.device
+
+    def collate(batch: dict) -> dict[str, torch.Tensor]:
+        return {key: value.to(device) for key, value in pad_batch(batch, pad_id).items()}
+
     window = {"loss": 0.0, "tokens": 0, "started": time.perf_counter(), "micro": 0}
     stop = False
     while not stop and state["step"] < total_steps:
@@ -86,7 +89,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             step = state["step"]
             metrics: dict[str, float] = {}
             if step % config.log_every_steps == 0 or step == total_steps:
-                metrics.update(_window_metrics(window, scheduler, world))
+                metrics.update(_window_metrics(window, scheduler, device))
             if step % config.eval_every_steps == 0 or step == total_steps:
                 metrics.update(_evaluate(engine, val_shard, config, collate))
                 stop = _early_stop(state, metrics["val_loss"], config)
@@ -122,9 +125,11 @@ def _load_model(config: TrainJobConfig):
     return tokenizer, model
 
 
-def _window_metrics(window: dict, scheduler, world: int) -> dict[str, float]:
+def _window_metrics(window: dict, scheduler, device: torch.device) -> dict[str, float]:
     """Mean train loss and tokens/s over all ranks since the last log line; resets the window."""
-    totals = torch.tensor([window["loss"], window["micro"], window["tokens"]], dtype=torch.float64)
+    totals = torch.tensor(
+        [window["loss"], window["micro"], window["tokens"]], dtype=torch.float64, device=device
+    )
     dist.all_reduce(totals)
     elapsed = time.perf_counter() - window["started"]
     window.update(loss=0.0, tokens=0, micro=0, started=time.perf_counter())
@@ -140,10 +145,12 @@ def _window_metrics(window: dict, scheduler, world: int) -> dict[str, float]:
 def _evaluate(engine, val_shard, config: TrainJobConfig, collate) -> dict[str, float]:
     """Token-weighted validation loss and perplexity over every rank's shard."""
     engine.eval()
-    totals = torch.zeros(2, dtype=torch.float64)
+    totals = torch.zeros(2, dtype=torch.float64, device=engine.device)
     for batch in val_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate):
         answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
-        totals += torch.tensor([engine(**batch).loss.item() * answer_tokens, answer_tokens])
+        totals += torch.tensor(
+            [engine(**batch).loss.item() * answer_tokens, answer_tokens], device=engine.device
+        )
     engine.train()
     dist.all_reduce(totals)
     val_loss = float(totals[0] / max(totals[1], 1))
