@@ -28,8 +28,13 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m ''
 
-# Until the full demo lands: the Python docs indexed on the embedded Ray and scored on the FAQ.
-demo: retrieval-benchmark
+# The main job: Python docs indexed, SmolLM2 fine-tuned with LoRA on RAG examples, served, and
+# base / RAG / fine-tuned / fine-tuned + RAG compared on held-out FAQ questions (runs/demo/report).
+demo: python-docs data/models/smollm2/config.json
+	$(BIN)/ragtune demo configs/demo.yaml
+
+data/models/smollm2/config.json: | setup
+	$(BIN)/ragtune model import data/models/smollm2
 
 lint: setup
 	$(BIN)/ruff check .

@@ -99,7 +99,7 @@ def main() -> None:
     def local_chat(q):
         hits = retriever.search(q, 3)
         prompt = generator.prompt([{"role": "user", "content": q}], [h.text for h in hits])
-        return generator.generate("base", prompt, params)
+        return generator.generate_batch("base", [prompt], params)[0]
 
     client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=32))
 

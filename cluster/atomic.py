@@ -34,9 +34,20 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text to `path` through a temp file and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON to `path` through a temp file and rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> None:
+    """Write one JSON object per line to `path` through a temp file and rename."""
+    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))

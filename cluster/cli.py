@@ -31,6 +31,9 @@ CONFIG_KINDS: dict[str, tuple[str, str]] = {
     "train": ("train.config", "TrainJobConfig"),
     "serve": ("serve.config", "ServeJobConfig"),
     "cluster": ("cluster.launcher", "ClusterConfig"),
+    "answer-eval": ("serve.config", "AnswerEvalConfig"),
+    "followup-eval": ("serve.followups", "FollowupEvalConfig"),
+    "demo": ("demo.config", "DemoConfig"),
 }
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate retrieval or answers.")
 data_app = typer.Typer(no_args_is_help=True, help="Build the benchmark datasets ragtune ships.")
@@ -337,6 +340,44 @@ def eval_retrieval(config: Path, set_: SetOption = None) -> None:
     typer.echo(format_table(run_retrieval_eval(load_job_config(config, set_, "retrieval-eval"))))
 
 
+@eval_app.command("answers")
+def eval_answers(config: Path, set_: SetOption = None) -> None:
+    """Base, RAG, fine-tuned and fine-tuned + RAG on held-out questions, through a running app."""
+    from serve.answers import format_table, run_answer_eval
+
+    job = load_job_config(config, set_, "answer-eval")
+    scores = run_answer_eval(job)
+    typer.echo(format_table(scores, job.k, job.pricing_tier))
+    typer.echo(f"report: {job.output_dir}/answers.md, answers.json, answers.png")
+
+
+@eval_app.command("followups")
+def eval_followups(config: Path, set_: SetOption = None) -> None:
+    """recall@k of FAQ questions asked as pronoun follow-ups: raw vs each query rewrite."""
+    from serve.followups import run_followup_eval
+
+    run_followup_eval(load_job_config(config, set_, "followup-eval"))
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Argument(help="Demo config.")] = Path("configs/demo.yaml"),
+    set_: SetOption = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The config's smaller, faster variant.")] = False,
+    address: AddressOption = None,
+) -> None:
+    """Index the docs, fine-tune on RAG examples, serve, and compare four systems on held-out questions."""
+    from cluster.local import ray_session
+    from cluster.tiers import get_tier
+    from demo.pipeline import run_demo
+
+    job = load_job_config(config, set_, expect="demo")
+    job = job.quick_variant() if quick else job
+    with ray_session(get_tier(job.tier), address):
+        result = run_demo(job)
+    typer.echo(f"\ndemo finished in {result.seconds / 60:.1f} min; report in {result.report_dir}")
+
+
 @data_app.command("python-docs")
 def data_python_docs(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("data/python-docs"),
@@ -345,7 +386,8 @@ def data_python_docs(
     from retrieval.python_docs import build_python_docs_benchmark
 
     sizes = build_python_docs_benchmark(out)
-    typer.echo(f"{out}: {sizes['documents']} documents, {sizes['queries']} queries")
+    typer.echo(f"{out}: {sizes['documents']} documents, {sizes['queries']} queries, "
+               f"{sizes['faq_pairs']} FAQ question/answer pairs")  # fmt: skip
 
 
 @app.command()

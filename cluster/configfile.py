@@ -30,6 +30,12 @@ class ConfigError(ValueError):
         super().__init__(f"{source}: {where}{reason}{hint}")
 
 
+def absolute_if_local(name: str) -> str:
+    """A model name that is a local folder, made absolute (Ray workers may run elsewhere);
+    a hub name unchanged."""
+    return str(Path(name).resolve()) if Path(name).is_dir() else name
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML mapping, turning I/O and syntax problems into a ConfigError."""
     path = Path(path)

@@ -3,16 +3,30 @@
 Built from Debian's `python3.11-doc` reST sources. Every section (heading-split) of every page is
 a corpus document; each FAQ question heading becomes a query whose one relevant document is the
 section answering it. Section text excludes its heading, so a query never finds its own words.
+The same questions with a short plain-text answer (the section's opening sentences) are the
+question/answer pairs of the demo's fine-tuning and answer evaluation.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from pathlib import Path
 
+from cluster.atomic import write_jsonl_atomic
 from retrieval.parsing import split_sections
 
 DEFAULT_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
+ANSWER_WORDS = 60
+# reST inline markup → its text: :role:`x <target>` / :role:`x`, `text <url>`_, ``code``, *em*
+MARKUP = [
+    (re.compile(r":(\w+):`([^`<]*?)\s*<[^`]*>`"), r"\2"),
+    (re.compile(r":pep:`(\d+)`"), r"PEP \1"),
+    (re.compile(r":\w+(?::\w+)?:`~?!?([^`]*)`"), r"\1"),
+    (re.compile(r"`([^`<]*?)\s*<[^`]*>`_+"), r"\1"),
+    (re.compile(r"``([^`]*)``"), r"\1"),
+    (re.compile(r"`([^`]*)`_*"), r"\1"),
+    (re.compile(r"\*\*?([^*]+)\*\*?"), r"\1"),
+]
 
 
 def build_python_docs_benchmark(out_dir: Path, sources: Path = DEFAULT_SOURCES) -> dict[str, int]:
@@ -22,7 +36,7 @@ def build_python_docs_benchmark(out_dir: Path, sources: Path = DEFAULT_SOURCES) 
             f"{sources} not found: install Debian's python3.11-doc (make python-docs does)"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    documents, queries = [], []
+    documents, queries, pairs = [], [], []
     for page in sorted(sources.rglob("*.rst.txt")):
         relative = str(page.relative_to(sources))
         for number, section in enumerate(split_sections(page.read_text(), ".rst", relative)):
@@ -30,8 +44,25 @@ def build_python_docs_benchmark(out_dir: Path, sources: Path = DEFAULT_SOURCES) 
             documents.append({"id": doc_id, "title": section.heading, "text": section.text})
             if relative.startswith("faq/") and section.heading.rstrip().endswith("?"):
                 queries.append({"query": section.heading.strip(), "relevant": [doc_id]})
-    for name, rows in (("corpus.jsonl", documents), ("queries.jsonl", queries)):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        tmp.replace(out_dir / name)
-    return {"documents": len(documents), "queries": len(queries)}
+                if answer := short_answer(section.text):
+                    pairs.append({"id": doc_id, "question": section.heading.strip(), "answer": answer})
+    for name, rows in (("corpus.jsonl", documents), ("queries.jsonl", queries), ("faq.jsonl", pairs)):
+        write_jsonl_atomic(out_dir / name, rows)
+    return {"documents": len(documents), "queries": len(queries), "faq_pairs": len(pairs)}
+
+
+def short_answer(text: str, max_words: int = ANSWER_WORDS) -> str:
+    """The opening prose of a reST section as plain text: whole sentences up to `max_words`
+    (at least one sentence); indented code blocks, directives and markup dropped."""
+    words: list[str] = []
+    for block in re.split(r"\n\s*\n", text.strip("\n")):
+        if not block.strip() or block[0].isspace() or block.lstrip().startswith((".. ", ">>>", "$ ")):
+            continue
+        paragraph = " ".join(block.split()).replace("::", ":")
+        for pattern, replacement in MARKUP:
+            paragraph = pattern.sub(replacement, paragraph)
+        for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
+            if words and len(words) + len(sentence.split()) > max_words:
+                return " ".join(words)
+            words.extend(sentence.split())
+    return " ".join(words)

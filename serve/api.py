@@ -36,12 +36,17 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     k: int | None = Field(None, ge=1, description="Chunks to retrieve (ragtune extension).")
     retrieval_mode: Literal["dense", "bm25", "hybrid"] | None = None
+    retrieval: Literal["auto", "always", "never"] = Field(
+        "auto", description="Retrieve for this request: never answers from the model alone."
+    )
 
     @field_validator("messages")
     @classmethod
     def _ends_with_user(cls, messages: list[Message]) -> list[Message]:
         if messages[-1].role != "user":
             raise ValueError("the last message must be from the user")
+        if not messages[-1].content.strip():
+            raise ValueError("the last user message is empty")
         return messages
 
     @property

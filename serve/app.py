@@ -4,7 +4,9 @@ No `from __future__ import annotations` here: FastAPI must see real annotations 
 ingress methods, or it takes `request: Request` for a query parameter.
 """
 
+import dataclasses
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -26,9 +28,11 @@ from serve.api import (
 )
 from serve.config import ScalingConfig, ServeJobConfig
 from serve.generator import GenerationParams, Generator, UnknownModel
+from serve.query import QueryPlan, normalise, plan_query
 from serve.retriever import RetrieverDeployment
 
 api = FastAPI(title="ragtune")
+logger = logging.getLogger("ray.serve")
 
 
 @serve.deployment
@@ -84,8 +88,13 @@ class Ingress:
             return error_response(404, f"model '{model}' is not served; available: {names}",
                                   "invalid_request_error", "model", "model_not_found")  # fmt: skip
         conversation = [m.model_dump() for m in parsed.messages]
+        if len(conversation) > self.config.query.max_messages:
+            return error_response(400, f"the conversation has {len(conversation)} messages; the limit "
+                                  f"is {self.config.query.max_messages}", "invalid_request_error",
+                                  "messages", "context_length_exceeded")  # fmt: skip
+        plan = await self._plan(conversation, parsed.retrieval)
         mode = parsed.retrieval_mode or self.config.retriever.mode
-        hits = await self.retriever.search.remote(conversation[-1]["content"], k, mode)
+        hits = await self.retriever.search.remote(plan.query, k, mode) if plan.retrieval else []
         prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
         params = GenerationParams(
             max_tokens=parsed.max_completion_tokens or parsed.max_tokens
@@ -96,7 +105,7 @@ class Ingress:
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if parsed.stream:
             return StreamingResponse(
-                self._stream(completion_id, model, prompt, params, sources),
+                self._stream(completion_id, model, prompt, params, sources, plan),
                 media_type="text/event-stream",
             )
         try:
@@ -108,12 +117,23 @@ class Ingress:
             "model": model,
             "choices": [{"index": 0, "finish_reason": result["finish_reason"],
                          "message": {"role": "assistant", "content": result["text"]}}],
-            "usage": result["usage"], "sources": sources,
+            "usage": result["usage"], "sources": sources, "query": plan.to_dict(),
         }  # fmt: skip
 
+    async def _plan(self, conversation: list[dict], choice: str) -> QueryPlan:
+        """Intent and search text for this request; logged so an answer's sources can be explained."""
+        query = self.config.query
+        plan = plan_query(conversation, choice, query.rewrite, query.recent_turns, query.max_query_chars)
+        if plan.retrieval and plan.strategy == "condense":
+            condensed = normalise(await self.generator.condense.remote(conversation), query.max_query_chars)
+            plan = dataclasses.replace(plan, query=condensed or plan.query)
+        logger.info("query plan: %s", json.dumps(plan.to_dict()))
+        return plan
+
     async def _stream(self, completion_id: str, model: str, prompt: str,
-                      params: GenerationParams, sources: list[dict]):  # fmt: skip
-        """Server-sent events in OpenAI's chunk format; sources ride on the first chunk."""
+                      params: GenerationParams, sources: list[dict], plan: QueryPlan):  # fmt: skip
+        """Server-sent events in OpenAI's chunk format; sources and the query plan ride on the
+        first chunk."""
 
         def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
             body = {
@@ -126,7 +146,7 @@ class Ingress:
             }
             return f"data: {json.dumps(body)}\n\n"
 
-        yield chunk({"role": "assistant", "content": ""}, sources=sources)
+        yield chunk({"role": "assistant", "content": ""}, sources=sources, query=plan.to_dict())
         try:
             async for piece in self.generator.options(stream=True).stream.remote(model, prompt, params):
                 if piece["text"]:
@@ -143,7 +163,8 @@ class Ingress:
         if (denied := self._deny(request)) is not None:
             return denied
         raw = await request.body()
-        if len(raw) > self.config.max_request_chars * 2:
+        # text (escaped, at most 2x) plus JSON framing per message
+        if len(raw) > 2 * self.config.max_request_chars + 64 * self.config.query.max_messages:
             return error_response(413, "request body too large", "invalid_request_error")
         try:
             parsed = model.model_validate(json.loads(raw or b"null"))

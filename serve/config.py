@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from cluster.configfile import StrictModel
+from cluster.configfile import StrictModel, absolute_if_local
 from cluster.tiers import TierName
+from train.config import TrackingConfig
 
 
 class ScalingConfig(StrictModel):
@@ -52,6 +53,11 @@ class RetrieverDeploymentConfig(StrictModel):
     max_k: int = Field(20, ge=1, description="Largest k a request may ask for.")
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
 
+    @field_validator("index_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.resolve()  # replicas may run in another directory
+
 
 class GeneratorDeploymentConfig(StrictModel):
     """The generator: base causal LM, optional LoRA adapters, generation limits."""
@@ -68,7 +74,20 @@ class GeneratorDeploymentConfig(StrictModel):
     system_prompt: str | None = Field(
         None, description="System prompt; default the one the adapter was trained with."
     )
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch threads per replica; default Ray's (the CPUs it reserves)."
+    )
     scaling: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=1))
+
+    @field_validator("base_model")
+    @classmethod
+    def _local_model_absolute(cls, name: str) -> str:
+        return absolute_if_local(name)
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapters_absolute(cls, adapters: dict[str, Path]) -> dict[str, Path]:
+        return {name: path.resolve() for name, path in adapters.items()}
 
     @model_validator(mode="after")
     def _default_known(self) -> GeneratorDeploymentConfig:
@@ -80,6 +99,19 @@ class GeneratorDeploymentConfig(StrictModel):
     @property
     def served_default(self) -> str:
         return self.default_model or next(iter(self.adapters), self.model_name)
+
+
+class QueryConfig(StrictModel):
+    """Query processing before retrieval: the intent check of `retrieval: auto`, follow-up
+    rewriting and normalisation of the search text."""
+
+    rewrite: Literal["none", "recent_turns", "condense"] = Field(
+        "recent_turns",
+        description="Follow-up → standalone query: recent user turns combined, or the generator condenses.",
+    )
+    recent_turns: int = Field(2, ge=1, description="User turns the recent_turns rewrite combines.")
+    max_query_chars: int = Field(500, ge=16, description="Longest search query after normalisation.")
+    max_messages: int = Field(64, ge=1, description="Most messages one conversation may hold.")
 
 
 class ServeJobConfig(StrictModel):
@@ -99,3 +131,29 @@ class ServeJobConfig(StrictModel):
     retriever: RetrieverDeploymentConfig
     generator: GeneratorDeploymentConfig
     ingress: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=0.1))
+    query: QueryConfig = Field(default_factory=QueryConfig)
+
+
+class AnswerEvalConfig(StrictModel):
+    """`ragtune eval answers`: base, RAG, fine-tuned and fine-tuned + RAG answer held-out
+    questions through a running Serve app; scored against reference answers."""
+
+    kind: Literal["answer-eval"] = "answer-eval"
+    url: str = Field("http://127.0.0.1:8000", description="Base URL of the running Serve app.")
+    questions: Path = Field(description="JSONL of held-out {id, question, answer} pairs.")
+    limit: int | None = Field(None, ge=1, description="Ask only the first N questions.")
+    base_model: str = Field("base", description="API model name of the base model.")
+    fine_tuned_model: str = Field(description="API model name of the fine-tuned adapter.")
+    k: int = Field(3, ge=1, description="Chunks the RAG systems retrieve per question.")
+    max_tokens: int = Field(64, ge=1, description="Longest answer, in tokens.")
+    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    pricing_tier: TierName = Field(
+        "local", description="Tier whose hourly price turns measured time into cost per 1k queries."
+    )
+    api_key_env: str | None = Field(None, description="Env var holding the API key, if auth is on.")
+    output_dir: Path = Field(description="Where answers.md, answers.json and answers.png go.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def tracking_uri(self) -> str:
+        """The MLflow URI: configured, or a SQLite file in the output dir."""
+        return self.tracking.uri(self.output_dir)

@@ -13,7 +13,7 @@ from ray import serve
 
 from serve.config import GeneratorDeploymentConfig
 from train.config import DEFAULT_SYSTEM_PROMPT
-from train.prompt import rag_messages, render_prompt
+from train.prompt import condense_messages, rag_messages, render_prompt
 
 MANIFEST_FILE = "ragtune_manifest.json"
 
@@ -40,6 +40,8 @@ class GeneratorModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
+        if config.torch_threads:  # Ray sets OMP_NUM_THREADS to the CPUs reserved
+            torch.set_num_threads(config.torch_threads)
         extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
         # A trained adapter folder carries the tokenizer (and chat template) it was trained with.
         trained = [p for p in config.adapters.values() if (Path(p) / "tokenizer_config.json").is_file()]
@@ -69,19 +71,51 @@ class GeneratorModel:
         rag = rag_messages(last["content"], contexts, self.system_prompt)
         return render_prompt(self.tokenizer, [rag[0], *turns, rag[1]])
 
-    def generate(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
-        """Whole completion: text, finish reason and token usage."""
-        pieces = list(self.stream(model, prompt, params))
-        text = "".join(p["text"] for p in pieces)
-        return {"text": text, "finish_reason": pieces[-1]["finish_reason"] if pieces else "stop",
-                "usage": pieces[-1]["usage"] if pieces else {}}  # fmt: skip
+    def condense_batch(self, conversations: list[list[dict]], max_tokens: int = 48) -> list[str]:
+        """The base model's standalone rewrite of each conversation's last user message."""
+        prompts = [self.condense_prompt(conversation) for conversation in conversations]
+        params = GenerationParams(max_tokens, temperature=0.0, top_p=1.0, stop=("\n",))
+        return [r["text"].strip() for r in self.generate_batch(self.config.model_name, prompts, params)]
+
+    def condense_prompt(self, conversation: list[dict]) -> str:
+        return render_prompt(self.tokenizer, condense_messages(conversation))
+
+    def generate_batch(self, model: str, prompts: list[str], params: GenerationParams) -> list[dict]:
+        """Whole completions of several prompts in one left-padded `generate`: text, finish
+        reason and token usage of each."""
+        import torch
+
+        self._check_model(model)
+        self.tokenizer.padding_side = "left"
+        ids = self.tokenizer(prompts, return_tensors="pt", add_special_tokens=False, padding=True)
+        ids = {k: v[:, -self.config.max_input_tokens :] for k, v in ids.items()}
+        kwargs = self._generate_kwargs(ids, params, streamer=None)
+        with self._lock, torch.no_grad(), self._adapter(model):
+            sequences = self.model.generate(**kwargs).sequences
+        prompt_tokens = ids["attention_mask"].sum(dim=1).tolist()
+        results = []
+        configured = self.model.generation_config.eos_token_id
+        eos = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+        for row, prompt_length in zip(sequences[:, ids["input_ids"].shape[1] :], prompt_tokens):
+            new = row.tolist()
+            ends = [i for i, token in enumerate(new) if token in eos]
+            finished = bool(ends)
+            new = new[: ends[0]] if finished else new
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            cut = _cut_at_stop(text, params.stop)
+            stopped = finished or cut is not None or len(new) < kwargs["max_new_tokens"]
+            results.append({
+                "text": text if cut is None else cut, "finish_reason": "stop" if stopped else "length",
+                "usage": {"prompt_tokens": prompt_length, "completion_tokens": len(new),
+                          "total_tokens": prompt_length + len(new)},
+            })  # fmt: skip
+        return results
 
     def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
         """Yield {"text"} pieces as they decode; the last piece carries finish_reason and usage."""
         from transformers import TextIteratorStreamer
 
-        if model not in self.model_names:
-            raise UnknownModel(f"model '{model}' is not served; available: {self.model_names}")
+        self._check_model(model)
         ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         ids = {k: v[:, -self.config.max_input_tokens :] for k, v in ids.items()}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -115,6 +149,20 @@ class GeneratorModel:
                       "total_tokens": ids["input_ids"].shape[1] + new_tokens},
         }  # fmt: skip
 
+    def _check_model(self, model: str) -> None:
+        if model not in self.model_names:
+            raise UnknownModel(f"model '{model}' is not served; available: {self.model_names}")
+
+    def _adapter(self, model: str):
+        """Context in which `model` (an adapter name, or the base) is the active model."""
+        import contextlib
+
+        adapters = self.config.adapters
+        if model in adapters:
+            self.model.set_adapter(model)
+            return contextlib.nullcontext()
+        return self.model.disable_adapter() if adapters else contextlib.nullcontext()
+
     def _generate_kwargs(self, ids: dict, params: GenerationParams, streamer) -> dict[str, Any]:
         sampling = params.temperature > 0
         kwargs: dict[str, Any] = {
@@ -130,17 +178,10 @@ class GeneratorModel:
         return kwargs
 
     def _run(self, model: str, kwargs: dict, output: dict) -> None:
-        import contextlib
-
         import torch
 
         try:
-            adapters = self.config.adapters
-            if model in adapters:
-                self.model.set_adapter(model)
-            context = self.model.disable_adapter() if adapters and model not in adapters \
-                else contextlib.nullcontext()  # fmt: skip
-            with torch.no_grad(), context:
+            with torch.no_grad(), self._adapter(model):
                 output["sequences"] = self.model.generate(**kwargs).sequences
         except Exception as exc:  # surfaced to the caller after the streamer drains
             output["error"] = exc
@@ -173,8 +214,37 @@ class Generator:
     def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
         return self.model.prompt(conversation, contexts)
 
-    def complete(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
-        return self.model.generate(model, prompt, params)
+    async def condense(self, conversation: list[dict], max_tokens: int = 48) -> str:
+        """Standalone search question for the conversation's last message (base model, greedy)."""
+        params = GenerationParams(max_tokens, temperature=0.0, top_p=1.0, stop=("\n",))
+        result = await self.complete(self.model.config.model_name, self.model.condense_prompt(conversation),
+                                     params)  # fmt: skip
+        return result["text"].strip()
+
+    async def complete(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
+        result = await self._complete_batched(model, prompt, params)
+        if isinstance(result, Exception):  # Serve's batcher hands back values, so raise here
+            raise result
+        return result
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    async def _complete_batched(self, models: list[str], prompts: list[str],
+                                params: list[GenerationParams]) -> list[Any]:  # fmt: skip
+        """Concurrent requests for the same model and sampling settings decode as one batch;
+        a group that fails gets its exception as its result."""
+        import asyncio
+
+        results: list[Any] = [None] * len(prompts)
+        for key in dict.fromkeys(zip(models, params)):
+            members = [i for i, pair in enumerate(zip(models, params)) if pair == key]
+            try:
+                outputs = await asyncio.to_thread(self.model.generate_batch, key[0],
+                                                  [prompts[i] for i in members], key[1])  # fmt: skip
+            except Exception as exc:  # this group fails alone; the others still answer
+                outputs = [exc] * len(members)
+            for i, output in zip(members, outputs):
+                results[i] = output
+        return results
 
     def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
         yield from self.model.stream(model, prompt, params)

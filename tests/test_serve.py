@@ -97,6 +97,68 @@ def test_models_and_retrieve(served):
     assert base_answer.status_code == 200
 
 
+def test_concurrent_completions_decode_as_a_batch_with_the_same_answers(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = ["How long should green tea steep?", "When are roses pruned?", "What is Ray Serve?"]
+
+    def ask(question, model="qa"):
+        body = {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": 6}
+        reply = chat(body)
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    alone = [ask(q)["choices"][0]["message"]["content"] for q in questions]
+    with ThreadPoolExecutor(6) as pool:  # both models at once: batched per model
+        together = list(pool.map(ask, questions * 2, ["qa"] * 3 + ["base"] * 3))
+    assert [r["choices"][0]["message"]["content"] for r in together[:3]] == alone
+    assert all(r["usage"]["completion_tokens"] <= 6 for r in together)
+
+
+def test_query_plan_rides_on_responses_and_routes_intent(served):
+    greeting = chat({"messages": [{"role": "user", "content": "hello!"}], "max_tokens": 2}).json()
+    assert greeting["sources"] == [] and greeting["query"]["retrieval"] is False
+    assert greeting["query"]["reason"] == "greeting or small talk"
+    forced = chat({"messages": [{"role": "user", "content": "hello!"}], "max_tokens": 2,
+                   "retrieval": "always"}).json()  # fmt: skip
+    assert len(forced["sources"]) == 2 and forced["query"]["reason"] == "request forced retrieval"
+
+    followup = [
+        {"role": "user", "content": "Tell me about pruning roses."},
+        {"role": "assistant", "content": "Sure."},
+        {"role": "user", "content": "When should I do it?"},
+    ]
+    reply = chat({"messages": followup, "max_tokens": 2}).json()
+    assert reply["query"]["strategy"] == "recent_turns" and "pruning roses" in reply["query"]["query"]
+    assert reply["sources"][0]["source"].endswith("roses.md")
+    body = {"messages": followup, "max_tokens": 2, "stream": True}
+    with httpx.stream("POST", f"{BASE}/v1/chat/completions", json=body, timeout=60) as response:
+        first = next(line for line in response.iter_lines() if line.startswith("data: "))
+    assert json.loads(first.removeprefix("data: "))["query"] == reply["query"]
+
+
+def test_generator_condenses_a_conversation_into_one_line(served):
+    from serve.config import GeneratorDeploymentConfig
+    from serve.generator import GeneratorModel
+
+    config, root = served
+    model = GeneratorModel(GeneratorDeploymentConfig(base_model=config.generator.base_model))
+    conversations = [[{"role": "user", "content": "Tell me about roses."},
+                      {"role": "assistant", "content": "Sure."},
+                      {"role": "user", "content": "When do I prune them?"}]] * 2  # fmt: skip
+    condensed = model.condense_batch(conversations, max_tokens=5)
+    assert len(condensed) == 2 and condensed[0] == condensed[1] and "\n" not in condensed[0]
+    assert "Standalone question:" in model.condense_prompt(conversations[0])
+
+
+def test_retrieval_never_answers_without_sources(served):
+    body = {"messages": [{"role": "user", "content": "How long should green tea steep?"}], "max_tokens": 4}
+    assert len(chat(body).json()["sources"]) == 2
+    assert chat({**body, "retrieval": "never"}).json()["sources"] == []
+    bad = chat({**body, "retrieval": "sometimes"})
+    assert bad.status_code == 400 and "retrieval" in bad.json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
@@ -112,6 +174,9 @@ def test_models_and_retrieve(served):
         ({"messages": [{"role": "user", "content": "x"}], "k": 9}, 400, "k must be between"),
         ({"messages": [{"role": "user", "content": "x"}], "k": 0}, 400, "k"),
         ({"messages": [{"role": "user", "content": "x"}], "model": "nope"}, 404, "not served"),
+        ({"messages": []}, 400, "messages"),
+        ({"messages": [{"role": "user", "content": "  \n "}]}, 400, "last user message is empty"),
+        ({"messages": [{"role": "user", "content": "x"}] * 65}, 400, "the limit is 64"),
     ],
 )
 def test_bad_requests_get_openai_shaped_4xx(served, body, status, fragment):

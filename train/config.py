@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from cluster.configfile import StrictModel
+from cluster.configfile import StrictModel, absolute_if_local
 from cluster.tiers import TierName, get_tier
 
 NO_BF16_ACCELERATORS = {"T4", "V100", "P100", "K80", "M60"}  # before compute capability 8.0
@@ -42,6 +42,15 @@ class LoraConfig(StrictModel):
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module names to adapt, or all-linear."
     )
+    layers_to_transform: list[int] | None = Field(
+        None, description="Adapt only these decoder layers (backprop then stops at the lowest)."
+    )
+
+    @model_validator(mode="after")
+    def _layers_need_module_names(self) -> LoraConfig:
+        if self.layers_to_transform is not None and self.target_modules == "all-linear":
+            raise ValueError("layers_to_transform needs target_modules as a list of names (PEFT)")
+        return self
 
 
 class DeepSpeedConfig(StrictModel):
@@ -79,6 +88,10 @@ class TrackingConfig(StrictModel):
         None, description="MLflow tracking URI; default a SQLite file in the output dir."
     )
 
+    def uri(self, output_dir: Path) -> str:
+        """The configured URI, else `mlflow.db` (SQLite) in `output_dir`."""
+        return self.tracking_uri or f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+
 
 class TrainJobConfig(StrictModel):
     """`ragtune train`: fine-tune a causal LM with Ray Train × DeepSpeed (× LoRA) on a tier."""
@@ -108,6 +121,12 @@ class TrainJobConfig(StrictModel):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks).")
     output_dir: Path = Field(description="Run directory: checkpoints, model, manifest.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("base_model")
+    @classmethod
+    def _local_model_absolute(cls, name: str) -> str:
+        """A local folder becomes absolute: Ray Train workers run in another directory."""
+        return absolute_if_local(name)
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainJobConfig:
@@ -139,5 +158,4 @@ class TrainJobConfig(StrictModel):
 
     def tracking_uri(self) -> str:
         """The MLflow URI: configured, or a SQLite file in the run directory."""
-        default = f"sqlite:///{(self.output_dir / 'mlflow.db').resolve()}"
-        return self.tracking.tracking_uri or default
+        return self.tracking.uri(self.output_dir)

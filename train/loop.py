@@ -120,7 +120,7 @@ def _load_model(config: TrainJobConfig):
         lora = config.lora
         model = get_peft_model(model, LoraConfig(
             task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
+            target_modules=lora.target_modules, layers_to_transform=lora.layers_to_transform,
         ))  # fmt: skip
     return tokenizer, model
 

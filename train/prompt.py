@@ -34,3 +34,18 @@ def tokenize_example(tokenizer, messages: list[dict], answer: str) -> tuple[list
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
     return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+
+CONDENSE_INSTRUCTION = (
+    "Rewrite the user's last message as one standalone search question that makes sense without "
+    "the conversation: replace pronouns with what they refer to. Reply with the question only."
+)
+
+
+def condense_messages(conversation: Sequence[dict], max_turn_chars: int = 500) -> list[dict]:
+    """Chat messages asking a model to turn the conversation's last user message into a
+    standalone question (the generator-based query rewrite)."""
+    lines = [f"{turn['role'].capitalize()}: {' '.join(turn['content'].split())[:max_turn_chars]}"
+             for turn in conversation if turn["role"] in ("user", "assistant")]  # fmt: skip
+    user = "Conversation:\n" + "\n".join(lines) + "\n\nStandalone question:"
+    return [{"role": "system", "content": CONDENSE_INSTRUCTION}, {"role": "user", "content": user}]
