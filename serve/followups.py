@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field
 
 from cluster.configfile import StrictModel
-from retrieval.evaluate import read_judgements, recall_at_k
+from retrieval.evaluate import ranked_documents, read_judgements, recall_at_k
 from serve.query import normalise, recent_turns_query
 
 STOPWORDS = frozenset(
@@ -109,10 +109,9 @@ def run_followup_eval(config: FollowupEvalConfig) -> dict[str, float]:
     results = {}
     for name, queries in forms.items():
         queries = [normalise(q, config.max_query_chars) for q in queries]
-        found = retriever.search_batch(queries, config.k, config.mode)
+        rankings = ranked_documents(retriever, queries, config.k, config.mode)
         results[name] = sum(
-            recall_at_k([hit.doc_id for hit in hits], set(j.relevant), config.k)
-            for hits, j in zip(found, judgements)
+            recall_at_k(ranking, set(j.relevant), config.k) for ranking, j in zip(rankings, judgements)
         ) / len(judgements)
     standalone = results["standalone question"]
     print(f"{'query form':<24}{'recall@' + str(config.k):>10}{'of standalone':>15}")

@@ -65,8 +65,9 @@ def test_plan_modes_and_single_turn():
 
 
 def test_condense_prompt_holds_the_conversation_and_asks_for_one_question():
-    system, user = condense_messages(CONVERSATION)
+    system, _, example, user = condense_messages(CONVERSATION)
     assert system["role"] == "system" and "standalone" in system["content"]
+    assert example["role"] == "assistant" and example["content"].endswith("?")
     assert "User: How do I create a virtual environment" in user["content"]
     assert user["content"].rstrip().endswith("Standalone question:")
 

@@ -42,10 +42,27 @@ CONDENSE_INSTRUCTION = (
 )
 
 
+# One worked example: small instruct models answer the question instead of rewriting it without one.
+CONDENSE_EXAMPLE = [
+    {"role": "user", "content": "I want to read a CSV file."},
+    {"role": "assistant", "content": "You can use the csv module."},
+    {"role": "user", "content": "How do I skip its header?"},
+]
+CONDENSE_EXAMPLE_ANSWER = "How do I skip the header row when reading a CSV file with the csv module?"
+
+
 def condense_messages(conversation: Sequence[dict], max_turn_chars: int = 500) -> list[dict]:
     """Chat messages asking a model to turn the conversation's last user message into a
-    standalone question (the generator-based query rewrite)."""
-    lines = [f"{turn['role'].capitalize()}: {' '.join(turn['content'].split())[:max_turn_chars]}"
-             for turn in conversation if turn["role"] in ("user", "assistant")]  # fmt: skip
-    user = "Conversation:\n" + "\n".join(lines) + "\n\nStandalone question:"
-    return [{"role": "system", "content": CONDENSE_INSTRUCTION}, {"role": "user", "content": user}]
+    standalone question (the generator-based query rewrite), after one worked example."""
+
+    def transcript(turns: Sequence[dict]) -> str:
+        lines = [f"{turn['role'].capitalize()}: {' '.join(turn['content'].split())[:max_turn_chars]}"
+                 for turn in turns if turn["role"] in ("user", "assistant")]  # fmt: skip
+        return "Conversation:\n" + "\n".join(lines) + "\n\nStandalone question:"
+
+    return [
+        {"role": "system", "content": CONDENSE_INSTRUCTION},
+        {"role": "user", "content": transcript(CONDENSE_EXAMPLE)},
+        {"role": "assistant", "content": CONDENSE_EXAMPLE_ANSWER},
+        {"role": "user", "content": transcript(conversation)},
+    ]
