@@ -73,10 +73,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     def collate(batch: dict) -> dict[str, torch.Tensor]:
         return {key: value.to(device) for key, value in pad_batch(batch, pad_id).items()}
 
-    window = {"loss": 0.0, "tokens": 0, "started": time.perf_counter(), "micro": 0}
+    window = {"loss": 0.0, "tokens": 0, "started": time.perf_counter(), "micro": 0, "wait": 0.0}
     stop = False
     while not stop and state["step"] < total_steps:
-        for batch in train_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate):
+        batches = train_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate)
+        for batch in _timed(batches, window):
             loss = engine(**batch).loss
             engine.backward(loss)
             engine.step()
@@ -98,10 +99,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if rank == 0 and "train_loss" in metrics:
                 print(_progress_line(step, total_steps, metrics))
             last = stop or step >= total_steps
+            # Only checkpoints go through ray.train.report: its queue holds one result and the
+            # controller drains it every ~2 s, so reporting each log line stalls fast steps.
+            # Step metrics reach MLflow directly.
             if step % config.checkpoint_every_steps == 0 or last:
                 _save_and_report(engine, config, state, {**metrics, "step": step}, rank)
-            elif metrics:
-                ray.train.report({**metrics, "step": step})
             if last:
                 break
 
@@ -125,17 +127,30 @@ def _load_model(config: TrainJobConfig):
     return tokenizer, model
 
 
+def _timed(batches, window: dict):
+    """Yield the batches, adding the seconds spent waiting for each to window["wait"]."""
+    iterator = iter(batches)
+    while True:
+        started = time.perf_counter()
+        batch = next(iterator, None)
+        if batch is None:
+            return
+        window["wait"] += time.perf_counter() - started
+        yield batch
+
+
 def _window_metrics(window: dict, scheduler, device: torch.device) -> dict[str, float]:
-    """Mean train loss and tokens/s over all ranks since the last log line; resets the window."""
-    totals = torch.tensor(
-        [window["loss"], window["micro"], window["tokens"]], dtype=torch.float64, device=device
-    )
+    """Mean train loss, tokens/s and the share of time spent waiting for input, over all ranks
+    since the last log line; resets the window."""
+    values = [window["loss"], window["micro"], window["tokens"], window["wait"]]
+    totals = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(totals)
     elapsed = time.perf_counter() - window["started"]
-    window.update(loss=0.0, tokens=0, micro=0, started=time.perf_counter())
+    window.update(loss=0.0, tokens=0, micro=0, wait=0.0, started=time.perf_counter())
     return {
         "train_loss": float(totals[0] / max(totals[1], 1)),
         "tokens_per_s": float(totals[2] / elapsed),
+        "input_wait_frac": float(totals[3] / dist.get_world_size() / elapsed),
         "lr": float(scheduler.get_last_lr()[0]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -213,5 +228,6 @@ def _progress_line(step: int, total: int, metrics: dict[str, float]) -> str:
     parts = [f"step {step}/{total}", f"loss {metrics['train_loss']:.4f}"]
     if "val_loss" in metrics:
         parts.append(f"val_loss {metrics['val_loss']:.4f}")
-    parts += [f"lr {metrics['lr']:.2e}", f"{metrics['tokens_per_s']:.0f} tok/s"]
+    parts += [f"lr {metrics['lr']:.2e}", f"{metrics['tokens_per_s']:.0f} tok/s",
+              f"input wait {metrics['input_wait_frac']:.0%}"]  # fmt: skip
     return " | ".join(parts)
