@@ -242,3 +242,36 @@ def test_killed_generator_replica_is_replaced(served):
     else:
         pytest.fail("no successful request after the generator replica was killed")
     assert chat(body).status_code == 200
+
+
+def test_redeploy_adding_an_adapter_drops_no_in_flight_request(served):
+    import threading
+
+    from serve.app import deploy
+
+    config, root = served
+    statuses: list[int | str] = []
+    done = threading.Event()
+
+    def keep_asking():
+        body = {"model": "qa", "messages": [{"role": "user", "content": "tea?"}], "max_tokens": 4}
+        while not done.is_set():
+            try:
+                statuses.append(chat(body).status_code)
+            except httpx.HTTPError as exc:  # a dropped connection is a dropped request
+                statuses.append(type(exc).__name__)
+
+    askers = [threading.Thread(target=keep_asking) for _ in range(2)]
+    for thread in askers:
+        thread.start()
+    time.sleep(2)
+    adapters = {**config.generator.adapters, "qa2": make_adapter(config.generator.base_model, root / "qa2")}
+    deploy(config.model_copy(update={
+        "generator": config.generator.model_copy(update={"adapters": adapters})
+    }))  # fmt: skip  # serve.run returns once the new replicas are up
+    time.sleep(2)
+    done.set()
+    for thread in askers:
+        thread.join()
+    assert len(statuses) > 4 and set(statuses) == {200}, statuses
+    assert {m["id"] for m in httpx.get(f"{BASE}/v1/models").json()["data"]} == {"base", "qa", "qa2"}
