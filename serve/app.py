@@ -83,7 +83,7 @@ class Ingress:
         if (bad := self._check_k(k)) is not None:
             return bad
         model = parsed.model or self.config.generator.served_default
-        names = await self.generator.models.remote()
+        names = self.config.generator.model_names  # one app version: the ingress and generator agree
         if model not in names:
             return error_response(404, f"model '{model}' is not served; available: {names}",
                                   "invalid_request_error", "model", "model_not_found")  # fmt: skip

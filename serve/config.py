@@ -97,6 +97,11 @@ class GeneratorDeploymentConfig(StrictModel):
         return self
 
     @property
+    def model_names(self) -> list[str]:
+        """Names a request's `model` may take: the base, then each adapter."""
+        return [self.model_name, *self.adapters]
+
+    @property
     def served_default(self) -> str:
         return self.default_model or next(iter(self.adapters), self.model_name)
 

@@ -62,7 +62,7 @@ class GeneratorModel:
 
     @property
     def model_names(self) -> list[str]:
-        return [self.config.model_name, *self.config.adapters]
+        return self.config.model_names
 
     def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
         """History as is; the last user turn rebuilt with the context, as training did."""
@@ -227,7 +227,7 @@ class Generator:
             raise result
         return result
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _complete_batched(self, models: list[str], prompts: list[str],
                                 params: list[GenerationParams]) -> list[Any]:  # fmt: skip
         """Concurrent requests for the same model and sampling settings decode as one batch;
