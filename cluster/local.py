@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -144,12 +145,23 @@ def ray_session(local_tier: HardwareTier, address: str | None = None) -> Iterato
             num_cpus=int(local_tier.cpus),
             num_gpus=local_tier.gpus,
             resources=local_tier.node_resources(),
-            include_dashboard=False,
+            # The dashboard serves Ray's State API, which Ray Train's placement-group cleaner
+            # polls; without it every poll logs a warning and orphaned groups are never freed.
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=_free_port(),
         )
     try:
         yield target or "embedded"
     finally:
         ray.shutdown()
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on now (so an embedded dashboard never clashes with `ragtune up`'s)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def use_cluster_token() -> None:
