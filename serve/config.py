@@ -74,6 +74,10 @@ class GeneratorDeploymentConfig(StrictModel):
     system_prompt: str | None = Field(
         None, description="System prompt; default the one the adapter was trained with."
     )
+    batch_size: int = Field(8, ge=1, description="Concurrent completions decoded as one batch (1: none).")
+    batch_wait_s: float = Field(
+        0.05, ge=0, le=5, description="How long a batch waits for more requests before decoding."
+    )
     torch_threads: int | None = Field(
         None, ge=1, description="torch threads per replica; default Ray's (the CPUs it reserves)."
     )

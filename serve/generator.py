@@ -207,6 +207,8 @@ class Generator:
 
     def __init__(self, config: dict[str, Any]):
         self.model = GeneratorModel(GeneratorDeploymentConfig.model_validate(config))
+        self._complete_batched.set_max_batch_size(self.model.config.batch_size)
+        self._complete_batched.set_batch_wait_timeout_s(self.model.config.batch_wait_s)
 
     def models(self) -> list[str]:
         return self.model.model_names
@@ -227,7 +229,7 @@ class Generator:
             raise result
         return result
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch  # batch size and wait come from the config, set in __init__
     async def _complete_batched(self, models: list[str], prompts: list[str],
                                 params: list[GenerationParams]) -> list[Any]:  # fmt: skip
         """Concurrent requests for the same model and sampling settings decode as one batch;

@@ -60,9 +60,11 @@ def write_benchmark(root) -> None:
 
 def test_reduced_demo_runs_every_stage(ray_cluster, tmp_path):
     import mlflow.tracking
+    from ray import serve
 
     from demo.pipeline import run_demo
 
+    serve.shutdown()  # a Serve left by another module listens on its own port; the demo starts its own
     write_benchmark(tmp_path)
     config = DemoConfig.model_validate(demo_settings(tmp_path, tiny_model(tmp_path)))
     result = run_demo(config)
