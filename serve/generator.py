@@ -28,6 +28,11 @@ class GenerationParams:
     stop: tuple[str, ...]
 
 
+def condense_params(max_tokens: int = 48) -> GenerationParams:
+    """Greedy, one line: how the generator rewrites a follow-up into a standalone question."""
+    return GenerationParams(max_tokens, temperature=0.0, top_p=1.0, stop=("\n",))
+
+
 class UnknownModel(ValueError):
     """A request named a model (adapter) this generator does not serve."""
 
@@ -57,6 +62,12 @@ class GeneratorModel:
             else:
                 model.load_adapter(str(path), adapter_name=name)
         self.model = model.eval()
+        self.tokenizer.padding_side = "left"  # batched prompts end together, where decoding starts
+        configured = model.generation_config.eos_token_id
+        self.eos_ids = {
+            self.tokenizer.eos_token_id,
+            *(configured if isinstance(configured, list) else [configured]),
+        }
         self.system_prompt = config.system_prompt or self._trained_system_prompt()
         self._lock = threading.Lock()  # the active adapter is model-wide state
 
@@ -74,8 +85,8 @@ class GeneratorModel:
     def condense_batch(self, conversations: list[list[dict]], max_tokens: int = 48) -> list[str]:
         """The base model's standalone rewrite of each conversation's last user message."""
         prompts = [self.condense_prompt(conversation) for conversation in conversations]
-        params = GenerationParams(max_tokens, temperature=0.0, top_p=1.0, stop=("\n",))
-        return [r["text"].strip() for r in self.generate_batch(self.config.model_name, prompts, params)]
+        results = self.generate_batch(self.config.model_name, prompts, condense_params(max_tokens))
+        return [r["text"].strip() for r in results]
 
     def condense_prompt(self, conversation: list[dict]) -> str:
         return render_prompt(self.tokenizer, condense_messages(conversation))
@@ -86,7 +97,6 @@ class GeneratorModel:
         import torch
 
         self._check_model(model)
-        self.tokenizer.padding_side = "left"
         ids = self.tokenizer(prompts, return_tensors="pt", add_special_tokens=False, padding=True)
         ids = {k: v[:, -self.config.max_input_tokens :] for k, v in ids.items()}
         kwargs = self._generate_kwargs(ids, params, streamer=None)
@@ -94,11 +104,9 @@ class GeneratorModel:
             sequences = self.model.generate(**kwargs).sequences
         prompt_tokens = ids["attention_mask"].sum(dim=1).tolist()
         results = []
-        configured = self.model.generation_config.eos_token_id
-        eos = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
         for row, prompt_length in zip(sequences[:, ids["input_ids"].shape[1] :], prompt_tokens):
             new = row.tolist()
-            ends = [i for i, token in enumerate(new) if token in eos]
+            ends = [i for i, token in enumerate(new) if token in self.eos_ids]
             finished = bool(ends)
             new = new[: ends[0]] if finished else new
             text = self.tokenizer.decode(new, skip_special_tokens=True)
@@ -218,9 +226,8 @@ class Generator:
 
     async def condense(self, conversation: list[dict], max_tokens: int = 48) -> str:
         """Standalone search question for the conversation's last message (base model, greedy)."""
-        params = GenerationParams(max_tokens, temperature=0.0, top_p=1.0, stop=("\n",))
         result = await self.complete(self.model.config.model_name, self.model.condense_prompt(conversation),
-                                     params)  # fmt: skip
+                                     condense_params(max_tokens))  # fmt: skip
         return result["text"].strip()
 
     async def complete(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
