@@ -11,7 +11,7 @@ from cluster.configfile import StrictModel
 from cluster.tiers import TierName
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DOCUMENT_EXTENSIONS = (".txt", ".md", ".rst", ".html", ".htm", ".jsonl")
+DOCUMENT_EXTENSIONS = (".txt", ".md", ".rst", ".html", ".htm", ".jsonl", ".pdf")
 
 
 class ChunkingConfig(StrictModel):

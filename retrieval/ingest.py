@@ -13,7 +13,8 @@ import numpy as np
 
 from retrieval.chunking import chunk_spans
 from retrieval.config import DOCUMENT_EXTENSIONS, ChunkingConfig
-from retrieval.parsing import split_sections
+from retrieval.markup import plain_text
+from retrieval.parsing import pdf_text, split_sections
 
 ROWS_PER_BLOCK = 1024
 CHUNK_COLUMNS = ("doc_id", "source", "source_hash", "heading", "text", "start", "end")
@@ -85,13 +86,17 @@ class Chunker:
         return rows
 
     def chunk_file(self, path: str):
-        """Yield the chunk rows of one file (jsonl: one document per line)."""
+        """Yield the chunk rows of one file (jsonl: one document per line; PDF: its text layer,
+        offsets into that text)."""
         data = Path(path).read_bytes()
-        if b"\0" in data[:8192]:
-            raise ValueError("binary file")
-        text = data.decode("utf-8")
-        fingerprint = file_fingerprint(data)
         suffix = document_format(path)
+        if suffix == ".pdf":
+            text = pdf_text(data)
+        elif b"\0" in data[:8192]:
+            raise ValueError("binary file")
+        else:
+            text = data.decode("utf-8")
+        fingerprint = file_fingerprint(data)
         if suffix == ".jsonl":
             documents = self._jsonl_documents(path, text)
         else:
@@ -99,12 +104,14 @@ class Chunker:
         for doc_id, title, body, doc_format in documents:
             for section in split_sections(body, doc_format, title):
                 for start, end in self._spans(section.text):
+                    if not (text := plain_text(section.text[start:end], doc_format)).strip():
+                        continue
                     yield {
                         "doc_id": doc_id,
                         "source": path,
                         "source_hash": fingerprint,
                         "heading": section.heading,
-                        "text": section.text[start:end],
+                        "text": text,
                         "start": section.start + start,
                         "end": section.start + end,
                     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -19,10 +20,30 @@ class Section:
     start: int
 
 
+PAGE_BREAK = "\f"
+
+
+def pdf_text(data: bytes) -> str:
+    """The text layer of a PDF, pages separated by form feeds (as `pdftotext` writes them)."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise ValueError("encrypted PDF")
+        return PAGE_BREAK.join(page.extract_text() or "" for page in reader.pages)
+    except PyPdfError as exc:
+        raise ValueError(f"unreadable PDF: {exc}") from exc
+
+
 def split_sections(text: str, suffix: str, default_heading: str) -> list[Section]:
-    """Split `text` into sections by the headings of its format (.md, .rst, .html, else none)."""
+    """Split `text` into sections by the headings of its format (.md, .rst, .html, else none);
+    PDF text (from `pdf_text`) by page."""
     if suffix in (".html", ".htm"):
         return _html_sections(text, default_heading)
+    if suffix == ".pdf":
+        return _pages(text, default_heading)
     finder = {".md": _md_headings, ".rst": _rst_headings}.get(suffix)
     headings = finder(text) if finder else []
     sections, heading, body_start = [], default_heading, 0
@@ -31,6 +52,15 @@ def split_sections(text: str, suffix: str, default_heading: str) -> list[Section
         heading, body_start = title, end
     sections.append(Section(heading, text[body_start:], body_start))
     return [s for s in sections if s.text.strip()]
+
+
+def _pages(text: str, title: str) -> list[Section]:
+    sections, start = [], 0
+    for number, page in enumerate(text.split(PAGE_BREAK), start=1):
+        if page.strip():
+            sections.append(Section(f"{title}, page {number}", page, start))
+        start += len(page) + len(PAGE_BREAK)
+    return sections
 
 
 def _md_headings(text: str) -> list[tuple[int, int, str]]:

@@ -1,10 +1,10 @@
 """The Python-docs FAQ benchmark: the Python docs as corpus, FAQ questions as queries.
 
 Built from Debian's `python3.11-doc` reST sources. Every section (heading-split) of every page is
-a corpus document; each FAQ question heading becomes a query whose one relevant document is the
-section answering it. Section text excludes its heading, so a query never finds its own words.
-The same questions with a short plain-text answer (the section's opening sentences) are the
-question/answer pairs of the demo's fine-tuning and answer evaluation.
+a corpus document, rendered as plain text; each FAQ question heading becomes a query whose one
+relevant document is the section answering it. Section text excludes its heading, so a query
+never finds its own words. The same questions with a short plain-text answer (the section's
+opening sentences) are the question/answer pairs of the demo's fine-tuning and answer evaluation.
 """
 
 from __future__ import annotations
@@ -13,20 +13,11 @@ import re
 from pathlib import Path
 
 from cluster.atomic import write_jsonl_atomic
+from retrieval.markup import plain_text, rst_inline
 from retrieval.parsing import split_sections
 
 DEFAULT_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 ANSWER_WORDS = 60
-# reST inline markup → its text: :role:`x <target>` / :role:`x`, `text <url>`_, ``code``, *em*
-MARKUP = [
-    (re.compile(r":(\w+):`([^`<]*?)\s*<[^`]*>`"), r"\2"),
-    (re.compile(r":pep:`(\d+)`"), r"PEP \1"),
-    (re.compile(r":\w+(?::\w+)?:`~?!?([^`]*)`"), r"\1"),
-    (re.compile(r"`([^`<]*?)\s*<[^`]*>`_+"), r"\1"),
-    (re.compile(r"``([^`]*)``"), r"\1"),
-    (re.compile(r"`([^`]*)`_*"), r"\1"),
-    (re.compile(r"\*\*?([^*]+)\*\*?"), r"\1"),
-]
 
 
 def build_python_docs_benchmark(out_dir: Path, sources: Path = DEFAULT_SOURCES) -> dict[str, int]:
@@ -41,7 +32,9 @@ def build_python_docs_benchmark(out_dir: Path, sources: Path = DEFAULT_SOURCES) 
         relative = str(page.relative_to(sources))
         for number, section in enumerate(split_sections(page.read_text(), ".rst", relative)):
             doc_id = f"{relative}#{number}"
-            documents.append({"id": doc_id, "title": section.heading, "text": section.text})
+            if not (text := plain_text(section.text, ".rst")).strip():
+                continue  # only markup (index entries, targets)
+            documents.append({"id": doc_id, "title": section.heading, "text": text})
             if relative.startswith("faq/") and section.heading.rstrip().endswith("?"):
                 queries.append({"query": section.heading.strip(), "relevant": [doc_id]})
                 if answer := short_answer(section.text):
@@ -58,9 +51,7 @@ def short_answer(text: str, max_words: int = ANSWER_WORDS) -> str:
     for block in re.split(r"\n\s*\n", text.strip("\n")):
         if not block.strip() or block[0].isspace() or block.lstrip().startswith((".. ", ">>>", "$ ")):
             continue
-        paragraph = " ".join(block.split()).replace("::", ":")
-        for pattern, replacement in MARKUP:
-            paragraph = pattern.sub(replacement, paragraph)
+        paragraph = rst_inline(" ".join(block.split()).replace("::", ":"))
         for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
             if words and len(words) + len(sentence.split()) > max_words:
                 return " ".join(words)

@@ -8,7 +8,8 @@ from retrieval.chunking import chunk_spans
 from retrieval.config import ChunkingConfig
 from retrieval.embed import resolve_model
 from retrieval.ingest import Chunker, document_format, find_documents
-from retrieval.parsing import split_sections
+from retrieval.markup import plain_text
+from retrieval.parsing import pdf_text, split_sections
 
 
 def word_offsets(text):
@@ -78,9 +79,75 @@ def test_chunker_keeps_source_heading_offsets(tmp_path, chunker):
     rows = list(chunker.chunk_file(str(doc)))
     assert len(rows) >= 3 and {r["heading"] for r in rows} == {"Install", "Use"}
     for row in rows:
-        assert text[row["start"] : row["end"]] == row["text"]
+        assert plain_text(text[row["start"] : row["end"]], ".md") == row["text"]
         assert row["source"] == str(doc) and row["doc_id"] == str(doc)
         assert len(chunker.tokenizer(row["text"], add_special_tokens=False)["input_ids"]) <= 24
+
+
+def test_rst_renders_as_plain_text_keeping_code_and_arguments():
+    rst = (
+        ".. _intro:\n\n.. index::\n   single: open; built-in\n\n"
+        "Use :func:`open` or :class:`buffers <io.BytesIO>` with ``mode='r'``; see :pep:`8`, *really*.\n"
+        "For example::\n\n   def f(*args, **kwargs):\n       return a * b\n\n"
+        ".. function:: open(file)\n   :noindex:\n\n   Open *file*.\n\n.. XXX a comment\n"
+    )
+    assert plain_text(rst, ".rst") == (
+        "Use open or buffers with mode='r'; see PEP 8, really.\nFor example:\n\n"
+        "   def f(*args, **kwargs):\n       return a * b\n\nopen(file)\n\n   Open file.\n\n"
+    )
+
+
+def test_markdown_renders_as_plain_text():
+    md = "See [the docs](http://x) and ![a chart](c.png): `code`, **bold**, *em*, a * b.\n```py\nx = 1\n```\n"
+    assert plain_text(md, ".md") == "See the docs and a chart: code, bold, em, a * b.\nx = 1\n"
+    assert plain_text("*not* changed", ".txt") == "*not* changed"
+
+
+def test_chunker_renders_markup_and_drops_markup_only_chunks(tmp_path, chunker):
+    doc = tmp_path / "api.rst"
+    text = "Title\n=====\n\n.. index:: single: spam\n\nCall :func:`spam` twice.\n\n"
+    text += "Only\n====\n\n.. _target:\n"
+    doc.write_text(text)
+    rows = list(chunker.chunk_file(str(doc)))
+    assert [(r["heading"], r["text"].strip()) for r in rows] == [("Title", "Call spam twice.")]
+    assert "spam" in text[rows[0]["start"] : rows[0]["end"]]
+
+
+def text_pdf(pages: list[str]) -> bytes:
+    """A minimal valid PDF with one line of Helvetica text per page."""
+    count = len(pages)
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {count} >>",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    for i, line in enumerate(pages):
+        stream = f"BT /F1 12 Tf 72 720 Td ({line}) Tj ET"
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {5 + 2 * i} 0 R "
+                       "/Resources << /Font << /F1 3 0 R >> >> >>")  # fmt: skip
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
+    out, offsets = "%PDF-1.4\n", []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n"
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+    return out.encode("latin-1")
+
+
+def test_chunker_reads_pdf_text_by_page(tmp_path, chunker):
+    doc = tmp_path / "manual.pdf"
+    doc.write_bytes(text_pdf(["Ray Serve scales replicas.", "", "FAISS searches vectors fast."]))
+    rows = list(chunker.chunk_file(str(doc)))
+    assert [(r["heading"], r["text"].strip()) for r in rows] == [
+        ("manual, page 1", "Ray Serve scales replicas."),
+        ("manual, page 3", "FAISS searches vectors fast."),
+    ]
+    extracted = pdf_text(doc.read_bytes())
+    assert all(extracted[r["start"] : r["end"]] == r["text"] for r in rows)
 
 
 def test_chunker_jsonl_uses_id_and_title_fields(tmp_path, chunker):
@@ -104,6 +171,8 @@ def test_bad_files_are_reported_not_fatal(tmp_path, chunker):
     (tmp_path / "latin.txt").write_bytes(b"\xff\xfe caf\xe9")
     (tmp_path / "bad.jsonl").write_text('{"body": "no text field"}\n')
     (tmp_path / "ok.txt").write_text("fine text")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    (tmp_path / "scanned.pdf").write_bytes(text_pdf([""]))
     paths = [str(p) for p in find_documents([str(tmp_path)])]
     batch = chunker({"path": paths})
     reasons = dict(zip(batch["source"], batch["skipped"]))
@@ -112,13 +181,15 @@ def test_bad_files_are_reported_not_fatal(tmp_path, chunker):
     assert "binary" in reasons[str(tmp_path / "bin.txt")]
     assert "UnicodeDecodeError" in reasons[str(tmp_path / "latin.txt")]
     assert "no string field 'text'" in reasons[str(tmp_path / "bad.jsonl")]
+    assert "unreadable PDF" in reasons[str(tmp_path / "broken.pdf")]
+    assert reasons[str(tmp_path / "scanned.pdf")] == "no text"
 
 
 def test_find_documents_expands_dirs_and_globs(tmp_path):
     (tmp_path / "sub").mkdir()
-    for name in ("a.md", "sub/b.rst.txt", "sub/c.html", "skip.pdfx"):
+    for name in ("a.md", "sub/b.rst.txt", "sub/c.html", "d.pdf", "skip.pdfx"):
         (tmp_path / name).write_text("x")
     found = {p.name for p in find_documents([str(tmp_path)])}
-    assert found == {"a.md", "b.rst.txt", "c.html"}
+    assert found == {"a.md", "b.rst.txt", "c.html", "d.pdf"}
     assert {p.name for p in find_documents([str(tmp_path / "sub" / "*.html")])} == {"c.html"}
     assert document_format("x/b.rst.txt") == ".rst"
