@@ -1,6 +1,6 @@
 """Benchmark: the Serve app over HTTP vs the same pipeline called in-process.
 
-    .venv/bin/python bench/serve.py [--requests 120]
+    .venv/bin/python bench/serve.py [--requests 120] [--no-access-log]
 
 Builds a small index (Python-docs corpus if `make python-docs` ran, else generated text) and a
 tiny generator, deploys the app on an embedded Ray, and drives `/v1/retrieve` and
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PORT = 8130
+THREADS = 2  # the retriever's torch threads, as in-process (torch's default on this 2-core machine)
 QUESTIONS = ["How do I read a file line by line?", "What is a list comprehension?",
              "How do I sort a dictionary by value?", "What does the with statement do?",
              "How are exceptions raised?", "What is a generator?"]  # fmt: skip
@@ -74,6 +75,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=120)
+    parser.add_argument("--no-access-log", action="store_true", help="serve with access_log: false")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     ray.init(address="local", num_cpus=2, resources={"tier:local": 1000}, include_dashboard=False,
@@ -81,12 +83,13 @@ def main() -> None:
     run_index_job(IndexJobConfig(documents=[str(corpus(tmp))], output_dir=tmp / "index"))
     config = ServeJobConfig.model_validate({
         "port": PORT,
-        "retriever": {"index_dir": str(tmp / "index"), "k": 3,
+        "retriever": {"index_dir": str(tmp / "index"), "k": 3, "torch_threads": THREADS,
                       "scaling": {"min_replicas": 1, "max_replicas": 2, "num_cpus": 0.2,
                                   "target_ongoing_requests": 2, "max_ongoing_requests": 16}},
         "generator": {"base_model": str(tiny_model(tmp)), "max_new_tokens": 16,
                       "scaling": {"num_cpus": 0.5, "max_ongoing_requests": 16}},
         "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 64},
+        "access_log": not args.no_access_log,
     })  # fmt: skip
     url = deploy(config)
     retriever = Retriever(tmp / "index")

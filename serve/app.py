@@ -218,10 +218,11 @@ def build_app(config: ServeJobConfig) -> serve.Application:
         return {
             **scaling.deployment_options(),
             "ray_actor_options": serve_actor_options(tier, scaling.num_cpus, scaling.num_gpus),
+            "logging_config": {"enable_access_log": config.access_log},
         }
 
     retriever = RetrieverDeployment.options(**options(config.retriever.scaling)).bind(
-        str(config.retriever.index_dir)
+        str(config.retriever.index_dir), config.retriever.torch_threads
     )
     generator = Generator.options(**options(config.generator.scaling)).bind(
         config.generator.model_dump(mode="json")

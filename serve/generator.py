@@ -45,7 +45,7 @@ class GeneratorModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
-        if config.torch_threads:  # Ray sets OMP_NUM_THREADS to the CPUs reserved
+        if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
         # A trained adapter folder carries the tokenizer (and chat template) it was trained with.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -50,12 +51,12 @@ def served(ray_cluster, tmp_path_factory):
     model = tiny_model(root)
     config = ServeJobConfig.model_validate({
         "port": PORT,
-        "retriever": {"index_dir": str(root / "index"), "k": 2, "max_k": 3,
+        "retriever": {"index_dir": str(root / "index"), "k": 2, "max_k": 3, "torch_threads": 1,
                       "scaling": {"min_replicas": 1, "max_replicas": 2, "num_cpus": 0.1}},
         "generator": {"base_model": str(model), "max_new_tokens": 8,
                       "adapters": {"qa": str(make_adapter(model, root / "adapter"))},
                       "scaling": {"num_cpus": 0.2}},
-        "max_request_chars": 500,
+        "max_request_chars": 500, "access_log": False,
     })  # fmt: skip
     deploy(config)
     yield config, root
@@ -221,6 +222,18 @@ def test_autoscaling_bounds_are_applied(served):
     generator = deployments["Generator"]["deployment_config"]
     assert generator["num_replicas"] == 1
     assert generator["ray_actor_options"]["resources"] == {"tier:local": 1.0}
+
+
+def test_access_log_off_leaves_no_request_lines(served):
+    import ray
+    from ray.serve.context import _get_global_client
+
+    assert httpx.post(f"{BASE}/v1/retrieve", json={"query": "green tea", "k": 1}).status_code == 200
+    deployments = _get_global_client().get_serve_details()["applications"]["ragtune"]["deployments"]
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    replica_log = logs / deployments["Ingress"]["replicas"][0]["log_file_path"].lstrip("/")
+    text = replica_log.read_text()
+    assert text and "POST /v1/retrieve" not in text
 
 
 def test_killed_generator_replica_is_replaced(served):
