@@ -26,15 +26,16 @@ PAGE_BREAK = "\f"
 def pdf_text(data: bytes) -> str:
     """The text layer of a PDF, pages separated by form feeds (as `pdftotext` writes them)."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise ValueError("encrypted PDF")
-        return PAGE_BREAK.join(page.extract_text() or "" for page in reader.pages)
-    except PyPdfError as exc:
-        raise ValueError(f"unreadable PDF: {exc}") from exc
+        encrypted = reader.is_encrypted
+        pages = [] if encrypted else [page.extract_text() or "" for page in reader.pages]
+    except Exception as exc:  # pypdf raises many types on malformed files; the job goes on
+        raise ValueError(f"unreadable PDF: {type(exc).__name__}: {exc}") from exc
+    if encrypted:
+        raise ValueError("encrypted PDF")
+    return PAGE_BREAK.join(pages)
 
 
 def split_sections(text: str, suffix: str, default_heading: str) -> list[Section]:

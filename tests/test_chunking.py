@@ -2,6 +2,7 @@
 
 import json
 
+import pypdf
 import pytest
 
 from retrieval.chunking import chunk_spans
@@ -173,6 +174,10 @@ def test_bad_files_are_reported_not_fatal(tmp_path, chunker):
     (tmp_path / "ok.txt").write_text("fine text")
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     (tmp_path / "scanned.pdf").write_bytes(text_pdf([""]))
+    locked = pypdf.PdfWriter()
+    locked.add_blank_page(612, 792)
+    locked.encrypt("secret")
+    locked.write(tmp_path / "locked.pdf")
     paths = [str(p) for p in find_documents([str(tmp_path)])]
     batch = chunker({"path": paths})
     reasons = dict(zip(batch["source"], batch["skipped"]))
@@ -183,6 +188,7 @@ def test_bad_files_are_reported_not_fatal(tmp_path, chunker):
     assert "no string field 'text'" in reasons[str(tmp_path / "bad.jsonl")]
     assert "unreadable PDF" in reasons[str(tmp_path / "broken.pdf")]
     assert reasons[str(tmp_path / "scanned.pdf")] == "no text"
+    assert "encrypted PDF" in reasons[str(tmp_path / "locked.pdf")]
 
 
 def test_find_documents_expands_dirs_and_globs(tmp_path):
