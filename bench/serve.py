@@ -6,7 +6,8 @@ Builds a small index (Python-docs corpus if `make python-docs` ran, else generat
 tiny generator, deploys the app on an embedded Ray, and drives `/v1/retrieve` and
 `/v1/chat/completions` at concurrency 1, 4 and 16. The in-process baseline calls `Retriever`
 and `GeneratorModel` directly from the same number of threads. Prints p50/p99 latency, requests/s,
-the HTTP/in-process ratios, and the retriever replica count autoscaling reached.
+the HTTP/in-process ratios, and the retriever replica count autoscaling reached (each measurement
+starts once no replica is starting or stopping).
 """
 
 from __future__ import annotations
@@ -113,7 +114,17 @@ def main() -> None:
         body = {"messages": [{"role": "user", "content": q}], "max_tokens": 16}
         client.post(f"{url}/v1/chat/completions", json=body).raise_for_status()
 
-    rows = []
+    def replica_states() -> dict[str, dict[str, int]]:
+        deployments = serve.status().applications[config.app_name].deployments
+        return {name: dict(d.replica_states) for name, d in deployments.items()}
+
+    def settle(timeout_s: float = 60) -> None:
+        """Wait while replicas start or stop, so no autoscaling step lands inside a measurement."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(set(s) - {"RUNNING"} for s in replica_states().values()):
+            time.sleep(0.5)
+
+    rows, peak = [], 0
     for name, local, remote, total in (
         ("retrieve", local_retrieve, http_retrieve, args.requests),
         ("chat", local_chat, http_chat, args.requests // 3),
@@ -123,15 +134,15 @@ def main() -> None:
             base = drive(local, concurrency, total)
             served = drive(remote, concurrency, total)
             rows.append((name, concurrency, base, served))
-    details = serve.context._get_global_client().get_serve_details()
-    replicas = details["applications"][config.app_name]["deployments"]["RetrieverDeployment"]["replicas"]
+            peak = max(peak, replica_states()["RetrieverDeployment"].get("RUNNING", 0))
+            settle()
     print(f"\n{'endpoint':<10}{'conc':>5}{'in-proc p50':>13}{'http p50':>10}{'+ms p50':>9}"
           f"{'http p99':>10}{'in-proc rps':>13}{'http rps':>10}{'rps ratio':>11}")  # fmt: skip
     for name, concurrency, base, served in rows:
         print(f"{name:<10}{concurrency:>5}{base['p50']:>12.1f}ms{served['p50']:>8.1f}ms"
               f"{served['p50'] - base['p50']:>8.1f}{served['p99']:>8.1f}ms{base['rps']:>13.1f}"
               f"{served['rps']:>10.1f}{served['rps'] / base['rps']:>10.2f}x")  # fmt: skip
-    print(f"retriever replicas after the run (autoscaling 1..2): {len(replicas)}")
+    print(f"retriever replicas reached (autoscaling 1..2): {peak}")
     serve.shutdown()
     ray.shutdown()
 
