@@ -118,10 +118,13 @@ def main() -> None:
         deployments = serve.status().applications[config.app_name].deployments
         return {name: dict(d.replica_states) for name, d in deployments.items()}
 
-    def settle(timeout_s: float = 60) -> None:
-        """Wait while replicas start or stop, so no autoscaling step lands inside a measurement."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(set(s) - {"RUNNING"} for s in replica_states().values()):
+    def settle(quiet_s: float = 5, timeout_s: float = 60) -> None:
+        """Wait until every replica has been running for `quiet_s` (autoscaling decides a few
+        seconds after the load), so no scaling step lands inside a measurement."""
+        started = quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < quiet_s and time.monotonic() - started < timeout_s:
+            if any(set(states) - {"RUNNING"} for states in replica_states().values()):
+                quiet_since = time.monotonic()
             time.sleep(0.5)
 
     rows, peak = [], 0
