@@ -13,7 +13,7 @@ import re
 # argument (`.. function:: open(file)` → `open(file)`) and body.
 RST_DROPPED_DIRECTIVES = re.compile(
     r"^[ \t]*\.\. (?:index|highlight|sectionauthor|moduleauthor|currentmodule|toctree|"
-    r"testsetup|testcleanup|only|raw|include|tabularcolumns|meta)::.*\n?(?:[ \t]*\n)*"
+    r"testsetup|testcleanup|raw|include|tabularcolumns|meta)::.*\n?(?:[ \t]*\n)*"
     r"(?:[ \t]+\S.*\n?(?:[ \t]*\n)*)*",
     re.M,
 )

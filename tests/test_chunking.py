@@ -96,6 +96,14 @@ def test_rst_renders_as_plain_text_keeping_code_and_arguments():
         "Use open or buffers with mode='r'; see PEP 8, really.\nFor example:\n\n"
         "   def f(*args, **kwargs):\n       return a * b\n\nopen(file)\n\n   Open file.\n\n"
     )
+    assert plain_text(".. only:: html\n\n   Shown in HTML builds.\n", ".rst").split() == [
+        "html",
+        "Shown",
+        "in",
+        "HTML",
+        "builds.",
+    ]  # conditional content is content; raw output is not
+    assert plain_text(".. raw:: html\n\n   <b>x</b>\n\nAfter.\n", ".rst") == "After.\n"
 
 
 def test_markdown_renders_as_plain_text():
