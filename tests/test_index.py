@@ -67,6 +67,8 @@ def test_bm25_and_hybrid_modes(built, corpus):
     lexical = retriever.search("prune roses winter", k=3, mode="bm25")
     assert lexical[0].source == str(corpus / "garden.html")
     assert all(h.score > 0 for h in lexical)
+    stemmed = retriever.search("pruning rose", k=3, mode="bm25")  # the text says "Prune roses"
+    assert [h.source for h in stemmed] == [str(corpus / "garden.html")]
     hybrid = retriever.search("loyal dogs", k=3, mode="hybrid")
     assert hybrid[0].doc_id == "dog"
     with pytest.raises(ValueError, match="k must be"):
