@@ -27,6 +27,7 @@ SetOption = Annotated[
 CONFIG_KINDS: dict[str, tuple[str, str]] = {
     "tiers": ("cluster.tiers", "TiersFile"),
     "index": ("retrieval.config", "IndexJobConfig"),
+    "embedder": ("retrieval.config", "EmbedderTuneConfig"),
     "retrieval-eval": ("retrieval.evaluate", "RetrievalEvalConfig"),
     "train": ("train.config", "TrainJobConfig"),
     "serve": ("serve.config", "ServeJobConfig"),
@@ -94,6 +95,18 @@ def index(
     job = load_job_config(config, set_, expect="index")
     with ray_session(get_tier("local"), address):
         typer.echo(run_index_job(job, update=update).summary())
+
+
+@app.command("tune-embedder")
+def tune_embedder(config: Path, set_: SetOption = None, address: AddressOption = None) -> None:
+    """Adapt an embedding model to a corpus (headings → their sections) on the config's tier."""
+    from cluster.local import ray_session
+    from cluster.tiers import get_tier
+    from retrieval.adapt import run_tune_job
+
+    job = load_job_config(config, set_, expect="embedder")
+    with ray_session(get_tier("local"), address):
+        typer.echo(run_tune_job(job).summary())
 
 
 @app.command()
@@ -249,7 +262,7 @@ JobsAddress = Annotated[str | None, typer.Option("--address", help="Dashboard UR
 
 @app.command()
 def submit(
-    verb: Annotated[str, typer.Argument(help="index, train, serve or 'eval retrieval'.")],
+    verb: Annotated[str, typer.Argument(help="index, tune-embedder, train, serve or 'eval retrieval'.")],
     config: Path,
     set_: SetOption = None,
     address: JobsAddress = None,

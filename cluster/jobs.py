@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-JOB_VERBS = ("index", "train", "serve", "eval retrieval")
+JOB_VERBS = ("index", "tune-embedder", "train", "serve", "eval retrieval")
 AGENT_WAIT_S = 60
 
 

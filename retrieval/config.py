@@ -77,3 +77,31 @@ class IndexJobConfig(StrictModel):
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+
+
+class EmbedderTuneConfig(StrictModel):
+    """`ragtune tune-embedder`: adapt an embedding model to a corpus, headings → their sections."""
+
+    kind: Literal["embedder"] = "embedder"
+    tier: TierName = Field("local", description="Hardware tier the training task runs on.")
+    documents: list[str] = Field(min_length=1, description="Files, directories or globs of documents.")
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Globs of document ids or source paths kept out of training (held-out queries).",
+    )
+    base_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL, description="sentence-transformers name or path to start from."
+    )
+    output_dir: Path = Field(description="Where the adapted model is saved (replaced atomically).")
+    passage_tokens: int = Field(
+        128, ge=16, le=512, description="Tokens of each section's opening used as its passage."
+    )
+    epochs: int = Field(1, ge=1, description="Passes over the training pairs.")
+    batch_size: int = Field(
+        32, ge=2, description="Pairs per step; the others in a batch are each pair's negatives."
+    )
+    learning_rate: float = Field(1e-5, gt=0, description="Peak AdamW learning rate (warm-up, then decay).")
+    validation_fraction: float = Field(
+        0.05, gt=0, lt=1, description="Share of pairs held out to measure heading→section recall@1."
+    )
+    seed: int = Field(0, description="Seed for the split, shuffling and dropout.")

@@ -1,0 +1,213 @@
+"""Adapt an embedding model to a corpus without labels: headings as queries, sections as answers.
+
+Every section with a distinctive heading (unique in the corpus, two words or more) gives one
+training pair: the heading and the opening of its section. The model learns with in-batch
+negatives (the MultipleNegativesRankingLoss of sentence-transformers): each heading must rank its
+own section first among the batch's others. A held-out share of the pairs measures heading →
+section recall@1 before and after, and the adapted model is saved atomically with a manifest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+import numpy as np
+
+from cluster.atomic import atomic_dir, write_json_atomic
+from cluster.tiers import check_schedulable, data_remote_args, get_tier, worker_resources
+from retrieval.config import ChunkingConfig, EmbedderTuneConfig
+from retrieval.embed import encode, load_encoder, model_identity, resolve_model
+from retrieval.ingest import document_format, read_chunks
+
+MANIFEST_FILE = "ragtune-embedder.json"
+MIN_HEADING_WORDS = 2
+MIN_PASSAGE_WORDS = 20
+SIMILARITY_SCALE = 20.0  # sentence-transformers' MultipleNegativesRankingLoss default
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A query (a section heading) and the passage it should retrieve (the section's opening)."""
+
+    query: str
+    passage: str
+
+
+@dataclass
+class TuneResult:
+    """What a tune-embedder job produced."""
+
+    output_dir: Path
+    train_pairs: int
+    validation_pairs: int
+    recall_before: float
+    recall_after: float
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"embedder {self.output_dir}: {self.train_pairs} training pairs; held-out "
+            f"heading→section recall@1 {self.recall_before:.3f} → {self.recall_after:.3f} "
+            f"({self.validation_pairs} pairs) in {self.seconds:.1f}s"
+        )
+
+
+def heading_pairs(chunks: Iterable[dict], exclude: Iterable[str] = ()) -> list[Pair]:
+    """One pair per section whose heading is distinctive: (heading, the section's first chunk).
+
+    `chunks` are rows of the ingest stage; a chunk whose doc id or source matches a glob in
+    `exclude` is left out, as are PDF pages (their headings are page numbers), headings shared by
+    several sections ("Examples") and sections too short to say much.
+    """
+    exclude, openings = list(exclude), {}
+    for row in chunks:
+        if document_format(row["source"]) == ".pdf" or any(
+            fnmatch.fnmatch(row[field], glob) for glob in exclude for field in ("doc_id", "source")
+        ):
+            continue
+        key = (row["doc_id"], row["heading"])
+        if key not in openings or row["start"] < openings[key]["start"]:
+            openings[key] = row
+    headings = Counter(_normalised(heading) for _, heading in openings)
+    return [
+        Pair(" ".join(heading.split()), row["text"])
+        for (_, heading), row in sorted(openings.items())
+        if headings[_normalised(heading)] == 1
+        and len(heading.split()) >= MIN_HEADING_WORDS
+        and len(row["text"].split()) >= MIN_PASSAGE_WORDS
+    ]
+
+
+def _normalised(heading: str) -> str:
+    return " ".join(heading.casefold().split())
+
+
+def split_pairs(pairs: list[Pair], fraction: float, batch_size: int, seed: int):
+    """(training, validation) pairs, shuffled with `seed`; refuses a corpus too small to train on."""
+    shuffled = list(pairs)
+    random.Random(seed).shuffle(shuffled)
+    held_out = max(2, round(len(shuffled) * fraction))
+    if len(shuffled) - held_out < batch_size:
+        raise ValueError(
+            f"only {len(shuffled)} sections with a distinctive heading; need at least "
+            f"{batch_size + held_out} (batch_size {batch_size} + {held_out} held out)"
+        )
+    return shuffled[held_out:], shuffled[:held_out]
+
+
+def pair_recall(model, pairs: list[Pair]) -> float:
+    """Share of queries whose own passage ranks first among all the pairs' passages."""
+    queries = encode(model, [p.query for p in pairs])
+    passages = encode(model, [p.passage for p in pairs])
+    best = (queries @ passages.T).argmax(axis=1)
+    return float((best == np.arange(len(pairs))).mean())
+
+
+def train_pairs(
+    base_model: str, train: list[Pair], validation: list[Pair], config: EmbedderTuneConfig,
+    threads: int | None = None,
+) -> dict:  # fmt: skip
+    """Fine-tune `base_model` on `train` (GPU when visible): the adapted weights, on CPU, and the
+    run's figures."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)
+    model = load_encoder(base_model)
+    recall_before = pair_recall(model, validation)
+    serving_length, model.max_seq_length = model.max_seq_length, config.passage_tokens
+    steps, final_loss = _fit(model, train, config)
+    model.max_seq_length = serving_length
+    return {
+        "state": {name: tensor.cpu() for name, tensor in model.state_dict().items()},
+        "steps": steps,
+        "final_loss": final_loss,
+        "recall_before": recall_before,
+        "recall_after": pair_recall(model, validation),
+    }
+
+
+def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> tuple[int, float]:
+    """The training loop: in-batch negatives, AdamW, linear warm-up (10%) and decay; prints the
+    mean loss ten times; returns (steps, mean loss of the last tenth)."""
+    import torch
+
+    per_epoch = len(train) // config.batch_size
+    total, warmup = per_epoch * config.epochs, max(1, per_epoch * config.epochs // 10)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, (total - step) / max(1, total - warmup))
+    )
+    order, step, losses, started = random.Random(config.seed), 0, [], time.perf_counter()
+    model.train()
+    for _ in range(config.epochs):
+        shuffled = order.sample(train, len(train))
+        for first in range(0, per_epoch * config.batch_size, config.batch_size):
+            batch = shuffled[first : first + config.batch_size]
+            scores = _embed(model, [p.query for p in batch]) @ _embed(model, [p.passage for p in batch]).T
+            targets = torch.arange(len(batch), device=scores.device)
+            loss = torch.nn.functional.cross_entropy(SIMILARITY_SCALE * scores, targets)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            losses.append(loss.item())
+            if step % max(1, total // 10) == 0 or step == total:
+                last, losses = mean(losses), []
+                print(f"step {step}/{total} loss {last:.3f} ({time.perf_counter() - started:.0f}s)")
+    model.eval()
+    return total, last
+
+
+def _embed(model, texts: list[str]):
+    """Unit-normalised embeddings with gradients (`encode` runs without them)."""
+    import torch
+    from sentence_transformers.util import batch_to_device
+
+    features = batch_to_device(model.preprocess(texts), model.device)
+    return torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
+
+
+def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
+    """Mine pairs from the documents (Ray Data), train on the tier (a Ray task), save atomically."""
+    import ray
+
+    started = time.perf_counter()
+    tier = get_tier(config.tier)
+    check_schedulable(tier, worker_resources(tier))
+    chunking = ChunkingConfig(max_tokens=config.passage_tokens, overlap_tokens=0)
+    chunks, _ = read_chunks(config.documents, chunking, resolve_model(config.base_model))
+    rows = chunks.select_columns(["doc_id", "source", "heading", "text", "start"]).take_all()
+    train, validation = split_pairs(
+        heading_pairs(rows, config.exclude), config.validation_fraction, config.batch_size, config.seed
+    )
+    print(f"training on {len(train)} heading→section pairs, {len(validation)} held out")
+    task = ray.remote(**data_remote_args(tier))(train_pairs)
+    threads = None if tier.gpus else int(tier.cpus)
+    run = ray.get(task.remote(config.base_model, train, validation, config, threads))
+    model = load_encoder(config.base_model, "cpu")
+    model.load_state_dict(run.pop("state"))
+    with atomic_dir(config.output_dir) as tmp:
+        model.save(str(tmp))
+        write_json_atomic(tmp / MANIFEST_FILE, {
+            "base_model": model_identity(config.base_model),
+            "documents": config.documents,
+            "exclude": config.exclude,
+            "train_pairs": len(train),
+            "validation_pairs": len(validation),
+            "config": config.model_dump(mode="json"),
+            **run,
+        })  # fmt: skip
+    return TuneResult(
+        config.output_dir, len(train), len(validation), run["recall_before"], run["recall_after"],
+        time.perf_counter() - started,
+    )  # fmt: skip
