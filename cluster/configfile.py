@@ -6,10 +6,10 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -34,6 +34,10 @@ def absolute_if_local(name: str) -> str:
     """A model name that is a local folder, made absolute (Ray workers may run elsewhere);
     a hub name unchanged."""
     return str(Path(name).resolve()) if Path(name).is_dir() else name
+
+
+ModelName = Annotated[str, AfterValidator(absolute_if_local)]
+"""A config field naming a model: a hub name as given, a local folder made absolute."""
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

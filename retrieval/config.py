@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.configfile import StrictModel
+from cluster.configfile import ModelName, StrictModel
 from cluster.tiers import TierName
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -35,7 +35,7 @@ class ChunkingConfig(StrictModel):
 class EmbeddingConfig(StrictModel):
     """The sentence-transformers model and how the Ray Data embedding stage runs."""
 
-    model: str = Field(
+    model: ModelName = Field(
         DEFAULT_EMBEDDING_MODEL,
         description="sentence-transformers name or path; all-MiniLM-L6-v2 resolves offline.",
     )
@@ -89,7 +89,7 @@ class EmbedderTuneConfig(StrictModel):
         default_factory=list,
         description="Globs of document ids or source paths kept out of training (held-out queries).",
     )
-    base_model: str = Field(
+    base_model: ModelName = Field(
         DEFAULT_EMBEDDING_MODEL, description="sentence-transformers name or path to start from."
     )
     output_dir: Path = Field(description="Where the adapted model is saved (replaced atomically).")

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cluster.configfile import StrictModel, absolute_if_local
+from cluster.configfile import ModelName, StrictModel
 from cluster.tiers import TierName
 from train.config import TrackingConfig
 
@@ -69,7 +69,7 @@ class RetrieverDeploymentConfig(StrictModel):
 class GeneratorDeploymentConfig(StrictModel):
     """The generator: base causal LM, optional LoRA adapters, generation limits."""
 
-    base_model: str = Field(description="HF model name or folder (e.g. an imported SmolLM2).")
+    base_model: ModelName = Field(description="HF model name or folder (e.g. an imported SmolLM2).")
     gguf_file: str | None = Field(None, description="GGUF file inside base_model.")
     model_name: str = Field("base", description="Name of the base model in the API's `model`.")
     adapters: dict[str, Path] = Field(
@@ -88,11 +88,6 @@ class GeneratorDeploymentConfig(StrictModel):
     )  # fmt: skip
     torch_threads: int | None = torch_threads_field()
     scaling: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=1))
-
-    @field_validator("base_model")
-    @classmethod
-    def _local_model_absolute(cls, name: str) -> str:
-        return absolute_if_local(name)
 
     @field_validator("adapters")
     @classmethod

@@ -51,3 +51,17 @@ def test_invalid_yaml_is_a_config_error(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(TiersFile, tmp_path / "nope.yaml")
+
+
+def test_model_fields_make_local_folders_absolute(tmp_path, monkeypatch):
+    from retrieval.config import EmbedderTuneConfig, EmbeddingConfig
+    from train.config import TrainJobConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    folder = str(tmp_path / "models" / "mine")
+    assert EmbeddingConfig(model="models/mine").model == folder  # Ray workers run elsewhere
+    assert EmbedderTuneConfig(documents=["d"], output_dir="o", base_model="models/mine").base_model == folder
+    train = TrainJobConfig(base_model="models/mine", data={"train_files": ["t.jsonl"]}, output_dir="o")
+    assert train.base_model == folder
+    assert EmbeddingConfig(model="org/hub-model").model == "org/hub-model"  # no such folder: a hub name

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from cluster.configfile import StrictModel, absolute_if_local
+from cluster.configfile import ModelName, StrictModel
 from cluster.tiers import TierName, get_tier
 
 NO_BF16_ACCELERATORS = {"T4", "V100", "P100", "K80", "M60"}  # before compute capability 8.0
@@ -97,7 +97,7 @@ class TrainJobConfig(StrictModel):
     """`ragtune train`: fine-tune a causal LM with Ray Train × DeepSpeed (× LoRA) on a tier."""
 
     kind: Literal["train"] = "train"
-    base_model: str = Field(description="HF model name or local directory.")
+    base_model: ModelName = Field(description="HF model name or local directory.")
     gguf_file: str | None = Field(None, description="GGUF file inside base_model to load.")
     data: DataConfig
     lora: LoraConfig | None = Field(
@@ -121,12 +121,6 @@ class TrainJobConfig(StrictModel):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks).")
     output_dir: Path = Field(description="Run directory: checkpoints, model, manifest.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-
-    @field_validator("base_model")
-    @classmethod
-    def _local_model_absolute(cls, name: str) -> str:
-        """A local folder becomes absolute: Ray Train workers run in another directory."""
-        return absolute_if_local(name)
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainJobConfig:
