@@ -185,7 +185,9 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     tier = get_tier(config.tier)
     check_schedulable(tier, worker_resources(tier))
     chunking = ChunkingConfig(max_tokens=config.passage_tokens, overlap_tokens=0)
-    chunks, _ = read_chunks(config.documents, chunking, resolve_model(config.base_model))
+    chunks, skipped = read_chunks(config.documents, chunking, resolve_model(config.base_model))
+    for item in skipped:
+        print(f"skipped {item.source}: {item.reason}")
     rows = chunks.select_columns(["doc_id", "source", "heading", "text", "start"]).take_all()
     train, validation = split_pairs(
         heading_pairs(rows, config.exclude), config.validation_fraction, config.batch_size, config.seed
