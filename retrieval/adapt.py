@@ -21,6 +21,7 @@ from statistics import mean
 import numpy as np
 
 from cluster.atomic import atomic_dir, write_json_atomic
+from cluster.configfile import ConfigError
 from cluster.tiers import check_schedulable, data_remote_args, get_tier, worker_resources
 from retrieval.config import ChunkingConfig, EmbedderTuneConfig
 from retrieval.embed import encode, load_encoder, model_identity, resolve_model
@@ -64,7 +65,8 @@ def heading_pairs(chunks: Iterable[dict], exclude: Iterable[str] = ()) -> list[P
 
     `chunks` are rows of the ingest stage; a chunk whose doc id or source matches a glob in
     `exclude` is left out, as are PDF pages (their headings are page numbers), headings shared by
-    several sections ("Examples") and sections too short to say much.
+    several documents ("Examples") and sections too short to say much. Sections are told apart
+    by (doc id, heading): of two same-named sections in one document only the first counts.
     """
     exclude, openings = list(exclude), {}
     for row in chunks:
@@ -89,7 +91,9 @@ def _normalised(heading: str) -> str:
     return " ".join(heading.casefold().split())
 
 
-def split_pairs(pairs: list[Pair], fraction: float, batch_size: int, seed: int):
+def split_pairs(
+    pairs: list[Pair], fraction: float, batch_size: int, seed: int
+) -> tuple[list[Pair], list[Pair]]:
     """(training, validation) pairs, shuffled with `seed`; refuses a corpus too small to train on."""
     shuffled = list(pairs)
     random.Random(seed).shuffle(shuffled)
@@ -110,7 +114,7 @@ def pair_recall(model, pairs: list[Pair]) -> float:
     return float((best == np.arange(len(pairs))).mean())
 
 
-def train_pairs(
+def fine_tune(
     base_model: str, train: list[Pair], validation: list[Pair], config: EmbedderTuneConfig,
     threads: int | None = None,
 ) -> dict:  # fmt: skip
@@ -137,7 +141,8 @@ def train_pairs(
 
 def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> tuple[int, float]:
     """The training loop: in-batch negatives, AdamW, linear warm-up (10%) and decay; prints the
-    mean loss ten times; returns (steps, mean loss of the last tenth)."""
+    mean loss of every tenth of the steps; returns (steps, mean loss of the last tenth).
+    `train` holds at least one batch (`split_pairs` sees to it)."""
     import torch
 
     per_epoch = len(train) // config.batch_size
@@ -146,7 +151,8 @@ def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> tuple[int, flo
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, (total - step) / max(1, total - warmup))
     )
-    order, step, losses, started = random.Random(config.seed), 0, [], time.perf_counter()
+    order, losses, started = random.Random(config.seed), [], time.perf_counter()
+    every = max(1, total // 10)
     model.train()
     for _ in range(config.epochs):
         shuffled = order.sample(train, len(train))
@@ -159,13 +165,12 @@ def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> tuple[int, flo
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
-            step += 1
             losses.append(loss.item())
-            if step % max(1, total // 10) == 0 or step == total:
-                last, losses = mean(losses), []
-                print(f"step {step}/{total} loss {last:.3f} ({time.perf_counter() - started:.0f}s)")
+            if len(losses) % every == 0:
+                print(f"step {len(losses)}/{total} loss {mean(losses[-every:]):.3f} "
+                      f"({time.perf_counter() - started:.0f}s)")  # fmt: skip
     model.eval()
-    return total, last
+    return total, mean(losses[-every:])
 
 
 def _embed(model, texts: list[str]):
@@ -189,11 +194,14 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     for item in skipped:
         print(f"skipped {item.source}: {item.reason}")
     rows = chunks.select_columns(["doc_id", "source", "heading", "text", "start"]).take_all()
-    train, validation = split_pairs(
-        heading_pairs(rows, config.exclude), config.validation_fraction, config.batch_size, config.seed
-    )
+    try:
+        train, validation = split_pairs(
+            heading_pairs(rows, config.exclude), config.validation_fraction, config.batch_size, config.seed
+        )
+    except ValueError as exc:
+        raise ConfigError("tune-embedder", "documents", str(exc)) from None
     print(f"training on {len(train)} heading→section pairs, {len(validation)} held out")
-    task = ray.remote(**data_remote_args(tier))(train_pairs)
+    task = ray.remote(**data_remote_args(tier))(fine_tune)
     threads = None if tier.gpus else int(tier.cpus)
     run = ray.get(task.remote(config.base_model, train, validation, config, threads))
     model = load_encoder(config.base_model, "cpu")
@@ -202,8 +210,6 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
         model.save(str(tmp))
         write_json_atomic(tmp / MANIFEST_FILE, {
             "base_model": model_identity(config.base_model),
-            "documents": config.documents,
-            "exclude": config.exclude,
             "train_pairs": len(train),
             "validation_pairs": len(validation),
             "config": config.model_dump(mode="json"),

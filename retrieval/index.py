@@ -222,7 +222,7 @@ def _store_stats(chunks_file: Path) -> dict[str, Any]:
 
 def load_index(index_dir: str | Path, expect_model: str | None = None) -> LoadedIndex:
     """Load and verify an index directory; refuse corruption and embedding-model mismatches."""
-    from retrieval.embed import model_identity
+    from retrieval.embed import model_fingerprint, model_identity
 
     index_dir = Path(index_dir)
     manifest_path = index_dir / MANIFEST_FILE
@@ -242,6 +242,12 @@ def load_index(index_dir: str | Path, expect_model: str | None = None) -> Loaded
         raise IndexLoadError(
             f"{index_dir} was built with embedding model '{manifest['embedding_model']}', "
             f"not '{model_identity(expect_model)}'; rebuild the index or use that model"
+        )
+    built_with, now = manifest.get("embedding_fingerprint"), model_fingerprint(manifest["embedding_model"])
+    if built_with and now and built_with != now:
+        raise IndexLoadError(
+            f"{index_dir}: the embedding model folder {manifest['embedding_model']} has changed since "
+            f"the index was built (re-trained in place?); rebuild the index"
         )
     index = faiss.read_index(str(index_dir / INDEX_FILE))
     chunks = pq.read_table(index_dir / CHUNKS_FILE)

@@ -12,7 +12,7 @@ import numpy as np
 
 from cluster.tiers import check_schedulable, get_tier, worker_resources
 from retrieval.config import IndexConfig, IndexJobConfig
-from retrieval.embed import embed_chunks, model_identity, resolve_model
+from retrieval.embed import embed_chunks, model_fingerprint, model_identity, resolve_model
 from retrieval.index import LoadedIndex, load_index, rewrite_index
 from retrieval.ingest import SkippedFile, file_fingerprint, find_documents, read_chunks
 
@@ -61,6 +61,7 @@ def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
         expected,
         {
             "embedding_model": model_identity(config.embedding.model),
+            "embedding_fingerprint": model_fingerprint(config.embedding.model),
             "chunking": config.chunking.model_dump(),
             "tier": tier.name,
             "versions": _versions(),
@@ -78,7 +79,8 @@ def delete_sources(index_dir: Path, sources: list[str]) -> int:
     """Remove every chunk of the given source paths; returns how many chunks went."""
     base = load_index(index_dir)
     before = base.index.ntotal
-    fields = {k: base.manifest[k] for k in ("embedding_model", "chunking", "tier", "versions")}
+    kept = ("embedding_model", "embedding_fingerprint", "chunking", "tier", "versions")
+    fields = {k: base.manifest.get(k) for k in kept}
     resolved = {str(Path(s).resolve()) for s in sources} | set(sources)
     manifest = rewrite_index(
         index_dir, IndexConfig(**base.manifest["index"]), base, resolved, iter([]), 0, fields

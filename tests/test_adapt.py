@@ -1,13 +1,19 @@
 """Embedder adaptation: pair mining, and a real tune-embedder job on Ray whose model an index uses."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from sentence_transformers import SentenceTransformer
 
+from cluster.configfile import ConfigError
 from retrieval.adapt import MANIFEST_FILE, Pair, heading_pairs, run_tune_job, split_pairs
 from retrieval.config import EmbedderTuneConfig, IndexJobConfig
 from retrieval.embed import encode, load_encoder
+from retrieval.index import IndexLoadError
 from retrieval.job import run_index_job
 from retrieval.search import Retriever
 from tests.conftest import run_cli
@@ -76,7 +82,7 @@ def test_tune_job_trains_on_the_corpus_and_saves_a_loadable_model(tuned):
     assert 0 <= result.recall_before <= 1 and 0 <= result.recall_after <= 1
     manifest = json.loads((config.output_dir / MANIFEST_FILE).read_text())
     assert manifest["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert manifest["steps"] == 3 * (19 // 4) and manifest["exclude"] == ["*/faq.md"]
+    assert manifest["steps"] == 3 * (19 // 4) and manifest["config"]["exclude"] == ["*/faq.md"]
     base, adapted = load_encoder(config.base_model, "cpu"), load_encoder(str(config.output_dir), "cpu")
     assert adapted.max_seq_length == base.max_seq_length
     headings = [f"{task} {plant}" for task in TASKS for plant in PLANTS]
@@ -89,23 +95,43 @@ def test_tune_job_trains_on_the_corpus_and_saves_a_loadable_model(tuned):
     assert pair_similarity(adapted) > pair_similarity(base) + 0.01
 
 
-def test_an_index_built_with_the_adapted_model_searches(tuned, garden, tmp_path):
-    config, _ = tuned
+def test_index_with_the_adapted_model_searches_and_notices_it_retrained(tuned, garden, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tuned[0].output_dir, model_dir)
     out = tmp_path / "index"
     run_index_job(IndexJobConfig(
-        documents=[str(garden)], output_dir=out, embedding={"model": str(config.output_dir)},
+        documents=[str(garden)], output_dir=out, embedding={"model": str(model_dir)},
     ))  # fmt: skip
     hits = Retriever(out).search("pruning the roses", k=3)
     assert hits[0].heading == "Pruning roses"
 
+    model = load_encoder(str(model_dir), "cpu")  # re-trained in place: other weights, same folder
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    model.save(str(model_dir))
+    with pytest.raises(IndexLoadError, match="has changed since the index was built"):
+        Retriever(out)
 
-def test_failed_tune_job_leaves_the_saved_model_untouched(tuned, tmp_path):
+
+def tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_refused_or_failed_tune_job_leaves_the_saved_model_untouched(tuned, monkeypatch):
     config, _ = tuned
-    before = {p.name: p.read_bytes() for p in config.output_dir.iterdir() if p.is_file()}
-    too_big = config.model_copy(update={"batch_size": 64})
-    with pytest.raises(ValueError, match="distinctive heading"):
-        run_tune_job(too_big)
-    assert {p.name: p.read_bytes() for p in config.output_dir.iterdir() if p.is_file()} == before
+    before = tree(config.output_dir)
+    with pytest.raises(ConfigError, match="only 24 sections with a distinctive heading"):
+        run_tune_job(config.model_copy(update={"batch_size": 64}))
+
+    def save_half_then_fail(model, path, *args, **kwargs):
+        (Path(path) / "model.safetensors").write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SentenceTransformer, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        run_tune_job(config.model_copy(update={"epochs": 1}))
+    assert tree(config.output_dir) == before
+    assert [p.name for p in config.output_dir.parent.iterdir()] == [config.output_dir.name]
 
 
 def test_cli_rejects_a_bad_config_naming_the_field(tmp_path):
