@@ -26,6 +26,7 @@ from cluster.tiers import check_schedulable, data_remote_args, get_tier, worker_
 from retrieval.config import ChunkingConfig, EmbedderTuneConfig
 from retrieval.embed import encode, load_encoder, model_identity, resolve_model
 from retrieval.ingest import document_format, read_chunks
+from train.tracking import flatten, start_run
 
 MANIFEST_FILE = "ragtune-embedder.json"
 MIN_HEADING_WORDS = 2
@@ -128,21 +129,21 @@ def fine_tune(
     model = load_encoder(base_model)
     recall_before = pair_recall(model, validation)
     serving_length, model.max_seq_length = model.max_seq_length, config.passage_tokens
-    steps, final_loss = _fit(model, train, config)
+    curve = _fit(model, train, config)
     model.max_seq_length = serving_length
     return {
         "state": {name: tensor.cpu() for name, tensor in model.state_dict().items()},
-        "steps": steps,
-        "final_loss": final_loss,
+        "steps": len(train) // config.batch_size * config.epochs,
+        "loss_curve": curve,
         "recall_before": recall_before,
         "recall_after": pair_recall(model, validation),
     }
 
 
-def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> tuple[int, float]:
-    """The training loop: in-batch negatives, AdamW, linear warm-up (10%) and decay; prints the
-    mean loss of every tenth of the steps; returns (steps, mean loss of the last tenth).
-    `train` holds at least one batch (`split_pairs` sees to it)."""
+def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> list[tuple[int, float]]:
+    """The training loop: in-batch negatives, AdamW, linear warm-up (10%) and decay. Returns and
+    prints the mean loss of every tenth of the steps, as (step, loss); `train` holds at least one
+    batch (`split_pairs` sees to it)."""
     import torch
 
     per_epoch = len(train) // config.batch_size
@@ -151,7 +152,7 @@ def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> tuple[int, flo
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, (total - step) / max(1, total - warmup))
     )
-    order, losses, started = random.Random(config.seed), [], time.perf_counter()
+    order, losses, curve, started = random.Random(config.seed), [], [], time.perf_counter()
     every = max(1, total // 10)
     model.train()
     for _ in range(config.epochs):
@@ -167,10 +168,26 @@ def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> tuple[int, flo
             optimizer.zero_grad()
             losses.append(loss.item())
             if len(losses) % every == 0:
-                print(f"step {len(losses)}/{total} loss {mean(losses[-every:]):.3f} "
+                curve.append((len(losses), mean(losses[-every:])))
+                print(f"step {len(losses)}/{total} loss {curve[-1][1]:.3f} "
                       f"({time.perf_counter() - started:.0f}s)")  # fmt: skip
     model.eval()
-    return total, mean(losses[-every:])
+    return curve
+
+
+def _save(config: EmbedderTuneConfig, run: dict, train_pairs: int, validation_pairs: int) -> None:
+    """The adapted model and its manifest, written to a temp sibling and renamed into place."""
+    model = load_encoder(config.base_model, "cpu")
+    model.load_state_dict(run.pop("state"))
+    with atomic_dir(config.output_dir) as tmp:
+        model.save(str(tmp))
+        write_json_atomic(tmp / MANIFEST_FILE, {
+            "base_model": model_identity(config.base_model),
+            "train_pairs": train_pairs,
+            "validation_pairs": validation_pairs,
+            "config": config.model_dump(mode="json"),
+            **run,
+        })  # fmt: skip
 
 
 def _embed(model, texts: list[str]):
@@ -183,7 +200,8 @@ def _embed(model, texts: list[str]):
 
 
 def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
-    """Mine pairs from the documents (Ray Data), train on the tier (a Ray task), save atomically."""
+    """Mine pairs from the documents (Ray Data), train on the tier (a Ray task), save atomically;
+    one MLflow run per job (params, loss curve, held-out recall@1 before and after)."""
     import ray
 
     started = time.perf_counter()
@@ -201,20 +219,24 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     except ValueError as exc:
         raise ConfigError("tune-embedder", "documents", str(exc)) from None
     print(f"training on {len(train)} heading→section pairs, {len(validation)} held out")
-    task = ray.remote(**data_remote_args(tier))(fine_tune)
-    threads = None if tier.gpus else int(tier.cpus)
-    run = ray.get(task.remote(config.base_model, train, validation, config, threads))
-    model = load_encoder(config.base_model, "cpu")
-    model.load_state_dict(run.pop("state"))
-    with atomic_dir(config.output_dir) as tmp:
-        model.save(str(tmp))
-        write_json_atomic(tmp / MANIFEST_FILE, {
-            "base_model": model_identity(config.base_model),
-            "train_pairs": len(train),
-            "validation_pairs": len(validation),
-            "config": config.model_dump(mode="json"),
-            **run,
-        })  # fmt: skip
+    tracker = start_run(config.tracking_uri(), config.tracking.experiment, config.output_dir.name,
+                        {"tier": tier.name, "ragtune.job": "tune-embedder"})  # fmt: skip
+    tracker.log_params({**flatten(config.model_dump(mode="json")), "train_pairs": len(train),
+                        "validation_pairs": len(validation)})  # fmt: skip
+    try:
+        task = ray.remote(**data_remote_args(tier))(fine_tune)
+        threads = None if tier.gpus else int(tier.cpus)
+        run = ray.get(task.remote(config.base_model, train, validation, config, threads))
+        _save(config, run, len(train), len(validation))
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.log_metrics({"heading_recall_at_1": run["recall_before"]}, 0)
+    for step, loss in run["loss_curve"]:
+        tracker.log_metrics({"train_loss": loss}, step)
+    tracker.log_metrics({"heading_recall_at_1": run["recall_after"]}, run["steps"])
+    tracker.log_artifact(config.output_dir / MANIFEST_FILE)
+    tracker.finish()
     return TuneResult(
         config.output_dir, len(train), len(validation), run["recall_before"], run["recall_after"],
         time.perf_counter() - started,

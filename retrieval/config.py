@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from cluster.configfile import ModelName, StrictModel
 from cluster.tiers import TierName
+from train.config import TrackingConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DOCUMENT_EXTENSIONS = (".txt", ".md", ".rst", ".html", ".htm", ".jsonl", ".pdf")
@@ -105,3 +106,9 @@ class EmbedderTuneConfig(StrictModel):
         0.05, gt=0, lt=1, description="Share of pairs held out to measure heading→section recall@1."
     )
     seed: int = Field(0, description="Seed for the split, shuffling and dropout.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def tracking_uri(self) -> str:
+        """The MLflow URI: configured, or `mlflow.db` beside the model folder (which is replaced
+        whole on every run)."""
+        return self.tracking.uri(self.output_dir.parent)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from sentence_transformers import SentenceTransformer
 
 from cluster.configfile import ConfigError
@@ -83,6 +84,14 @@ def test_tune_job_trains_on_the_corpus_and_saves_a_loadable_model(tuned):
     manifest = json.loads((config.output_dir / MANIFEST_FILE).read_text())
     assert manifest["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert manifest["steps"] == 3 * (19 // 4) and manifest["config"]["exclude"] == ["*/faq.md"]
+    assert [step for step, _ in manifest["loss_curve"]] == list(range(1, 13))  # 12 steps: all logged
+    client = MlflowClient(config.tracking_uri())
+    assert config.tracking_uri().endswith(f"{config.output_dir.parent}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("ragtune").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["exclude"] == "['*/faq.md']"
+    recall = client.get_metric_history(run.info.run_id, "heading_recall_at_1")
+    assert [(m.step, m.value) for m in recall] == [(0, result.recall_before), (12, result.recall_after)]
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 12
     base, adapted = load_encoder(config.base_model, "cpu"), load_encoder(str(config.output_dir), "cpu")
     assert adapted.max_seq_length == base.max_seq_length
     headings = [f"{task} {plant}" for task in TASKS for plant in PLANTS]
@@ -131,7 +140,10 @@ def test_refused_or_failed_tune_job_leaves_the_saved_model_untouched(tuned, monk
     with pytest.raises(OSError, match="disk full"):
         run_tune_job(config.model_copy(update={"epochs": 1}))
     assert tree(config.output_dir) == before
-    assert [p.name for p in config.output_dir.parent.iterdir()] == [config.output_dir.name]
+    assert not [p for p in config.output_dir.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
+    client = MlflowClient(config.tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name("ragtune").experiment_id])
+    assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED"]  # the refusal trained nothing
 
 
 def test_cli_rejects_a_bad_config_naming_the_field(tmp_path):
