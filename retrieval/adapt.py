@@ -175,19 +175,15 @@ def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> list[tuple[int
     return curve
 
 
-def _save(config: EmbedderTuneConfig, run: dict, train_pairs: int, validation_pairs: int) -> None:
-    """The adapted model and its manifest, written to a temp sibling and renamed into place."""
+def _save(config: EmbedderTuneConfig, state: dict, figures: dict) -> None:
+    """The adapted weights as a model folder with its manifest, written to a temp sibling and
+    renamed into place."""
     model = load_encoder(config.base_model, "cpu")
-    model.load_state_dict(run.pop("state"))
+    model.load_state_dict(state)
+    manifest = {"base_model": model_identity(config.base_model), "config": config.model_dump(mode="json")}
     with atomic_dir(config.output_dir) as tmp:
         model.save(str(tmp))
-        write_json_atomic(tmp / MANIFEST_FILE, {
-            "base_model": model_identity(config.base_model),
-            "train_pairs": train_pairs,
-            "validation_pairs": validation_pairs,
-            "config": config.model_dump(mode="json"),
-            **run,
-        })  # fmt: skip
+        write_json_atomic(tmp / MANIFEST_FILE, {**manifest, **figures})
 
 
 def _embed(model, texts: list[str]):
@@ -227,7 +223,8 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
         task = ray.remote(**data_remote_args(tier))(fine_tune)
         threads = None if tier.gpus else int(tier.cpus)
         run = ray.get(task.remote(config.base_model, train, validation, config, threads))
-        _save(config, run, len(train), len(validation))
+        state = run.pop("state")
+        _save(config, state, {"train_pairs": len(train), "validation_pairs": len(validation), **run})
     except BaseException:
         tracker.finish("FAILED")
         raise
