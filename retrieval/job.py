@@ -12,8 +12,8 @@ import numpy as np
 
 from cluster.tiers import check_schedulable, get_tier, worker_resources
 from retrieval.config import IndexConfig, IndexJobConfig
-from retrieval.embed import embed_chunks, model_fingerprint, model_identity, resolve_model
-from retrieval.index import LoadedIndex, load_index, rewrite_index
+from retrieval.embed import embed_chunks, model_identity, resolve_model
+from retrieval.index import LoadedIndex, load_index, model_fingerprint, rewrite_index
 from retrieval.ingest import SkippedFile, file_fingerprint, find_documents, read_chunks
 
 VERSIONED_PACKAGES = ("ragtune", "ray", "faiss-cpu", "sentence-transformers", "transformers")
