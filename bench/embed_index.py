@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/embed_index.py [--chunks 20000] [--vectors 100000] [--tier local]
 
-Part 1 chunks the Python-docs corpus (`make python-docs`) and embeds the same chunks twice in
-one run: with `embed_chunks` (Ray Data actor pool on the `local` tier) and with one in-process
-`SentenceTransformer.encode`; prints chunks/s of each and their ratio.
+Part 1 chunks the Python-docs corpus (`make python-docs`, or --corpus) and embeds the same chunks
+twice in one run: with `embed_chunks` (Ray Data actor pool on the tier) and with one in-process
+`SentenceTransformer.encode` at the same batch size; prints chunks/s of each and their ratio.
 Part 2 builds flat, ivf and hnsw indexes (ragtune's own builders) on a clustered synthetic set of
 unit vectors (two cluster regimes) and prints build time, search QPS, QPS ratio vs flat and recall@10 vs flat.
 """
@@ -20,35 +20,37 @@ import numpy as np
 CORPUS = Path("data/python-docs/corpus.jsonl")
 
 
-def chunk_texts(count: int, max_tokens: int, model: str) -> list[str]:
-    """`count` chunk texts from the Python-docs corpus, cycling if it is smaller."""
-    from retrieval.config import ChunkingConfig
-    from retrieval.embed import resolve_model
-    from retrieval.ingest import Chunker
+def chunk_texts(corpus: Path, count: int, max_tokens: int, model: str) -> list[str]:
+    """`count` chunk texts from a JSONL corpus (the Python docs'), cycling if it is smaller."""
+    from ragtune.retrieval.config import ChunkingConfig
+    from ragtune.retrieval.embed import resolve_model
+    from ragtune.retrieval.ingest import Chunker
 
-    if not CORPUS.is_file():
-        raise SystemExit(f"{CORPUS} missing: run `make python-docs` first")
+    if not corpus.is_file():
+        raise SystemExit(f"{corpus} missing: run `make python-docs` first")
     chunker = Chunker(
         ChunkingConfig(max_tokens=max_tokens, overlap_tokens=0).model_dump(),
         resolve_model(model),
     )
-    texts = [row["text"] for row in chunker.chunk_file(str(CORPUS))]
+    texts = [row["text"] for row in chunker.chunk_file(str(corpus))]
     return [texts[i % len(texts)] for i in range(count)]
 
 
-def bench_embedding(count: int, max_tokens: int, tier_name: str, config) -> None:
+def bench_embedding(corpus: Path, count: int, max_tokens: int, tier_name: str, config) -> None:
     import os
 
     import ray
     import torch
 
-    from cluster.tiers import get_tier
-    from retrieval.embed import embed_chunks, encode, load_encoder
+    from ragtune.cluster.tiers import get_tier
+    from ragtune.retrieval.embed import embed_chunks, encode, load_encoder
 
-    texts = chunk_texts(count, max_tokens, config.model)
+    texts = chunk_texts(corpus, count, max_tokens, config.model)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    print(f"embedding {len(texts)} chunks (<= {max_tokens} tokens) on {device}, "
-          f"torch threads {torch.get_num_threads()}, map_batches batch {config.batch_size}")  # fmt: skip
+    print(
+        f"embedding {len(texts)} chunks (<= {max_tokens} tokens) on {device}, "
+        f"torch threads {torch.get_num_threads()}, map_batches batch {config.batch_size}"
+    )
     tier = get_tier(tier_name)
 
     ray.init(
@@ -58,7 +60,7 @@ def bench_embedding(count: int, max_tokens: int, tier_name: str, config) -> None
         include_dashboard=False,
         configure_logging=False,
     )
-    from retrieval.ingest import ROWS_PER_BLOCK
+    from ragtune.retrieval.ingest import ROWS_PER_BLOCK
 
     dataset = (
         ray.data.from_items([{"text": t} for t in texts])
@@ -75,7 +77,7 @@ def bench_embedding(count: int, max_tokens: int, tier_name: str, config) -> None
 
     model = load_encoder(config.model)
     started = time.perf_counter()
-    vectors = encode(model, texts, batch_size=64)
+    vectors = encode(model, texts, batch_size=config.batch_size)  # the batch Ray Data hands an actor
     plain_seconds = time.perf_counter() - started
     assert len(vectors) == len(texts)
 
@@ -102,8 +104,8 @@ def clustered_vectors(count: int, dim: int, seed: int, regime: str) -> np.ndarra
 
 
 def bench_faiss(count: int, regime: str, dim: int = 384, queries: int = 1000, k: int = 10):
-    from retrieval.config import IndexConfig
-    from retrieval.index import IndexBuilder
+    from ragtune.retrieval.config import IndexConfig
+    from ragtune.retrieval.index import IndexBuilder
 
     data = clustered_vectors(count + queries, dim, seed=0, regime=regime)
     base, probe = data[:count], data[count:]
@@ -143,6 +145,7 @@ def bench_faiss(count: int, regime: str, dim: int = 384, queries: int = 1000, k:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="JSONL corpus with a text field")
     parser.add_argument("--chunks", type=int, default=20_000)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -153,11 +156,11 @@ def main() -> None:
     parser.add_argument("--skip-faiss", action="store_true")
     args = parser.parse_args()
     if not args.skip_embedding:
-        from retrieval.config import EmbeddingConfig
+        from ragtune.retrieval.config import EmbeddingConfig
 
         overrides = {"model": args.model, "batch_size": args.batch_size}
         config = EmbeddingConfig(**{key: value for key, value in overrides.items() if value})
-        bench_embedding(args.chunks, args.max_tokens, args.tier, config)
+        bench_embedding(args.corpus, args.chunks, args.max_tokens, args.tier, config)
     if args.skip_faiss:
         return
     for regime in REGIMES:

@@ -21,13 +21,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for tests.helpers; an installed ragtune comes first
 
 PORT = 8130
 THREADS = 2  # the retriever's torch threads, as in-process (torch's default on this 2-core machine)
-QUESTIONS = ["How do I read a file line by line?", "What is a list comprehension?",
-             "How do I sort a dictionary by value?", "What does the with statement do?",
-             "How are exceptions raised?", "What is a generator?"]  # fmt: skip
+QUESTIONS = [
+    "How do I read a file line by line?",
+    "What is a list comprehension?",
+    "How do I sort a dictionary by value?",
+    "What does the with statement do?",
+    "How are exceptions raised?",
+    "What is a generator?",
+]
 
 
 def corpus(root: Path) -> Path:
@@ -57,8 +62,11 @@ def drive(call, concurrency: int, total: int) -> dict[str, float]:
         list(pool.map(one, range(total)))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"p50": statistics.median(latencies), "p99": latencies[int(0.99 * (len(latencies) - 1))],
-            "rps": total / elapsed}  # fmt: skip
+    return {
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(0.99 * (len(latencies) - 1))],
+        "rps": total / elapsed,
+    }
 
 
 def main() -> None:
@@ -66,32 +74,51 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from retrieval.config import IndexJobConfig
-    from retrieval.job import run_index_job
-    from retrieval.search import Retriever
-    from serve.app import deploy
-    from serve.config import ServeJobConfig
-    from serve.generator import GenerationParams, GeneratorModel
-    from tests.train_fixtures import tiny_model
+    from ragtune.retrieval.config import IndexJobConfig
+    from ragtune.retrieval.job import run_index_job
+    from ragtune.retrieval.search import Retriever
+    from ragtune.serve.app import deploy
+    from ragtune.serve.config import ServeJobConfig
+    from ragtune.serve.generator import GenerationParams, GeneratorModel
+    from tests.helpers import tiny_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=120)
     parser.add_argument("--no-access-log", action="store_true", help="serve with access_log: false")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    ray.init(address="local", num_cpus=2, resources={"tier:local": 1000}, include_dashboard=False,
-             configure_logging=False)  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        resources={"tier:local": 1000},
+        include_dashboard=False,
+        configure_logging=False,
+    )
     run_index_job(IndexJobConfig(documents=[str(corpus(tmp))], output_dir=tmp / "index"))
-    config = ServeJobConfig.model_validate({
-        "port": PORT,
-        "retriever": {"index_dir": str(tmp / "index"), "k": 3, "torch_threads": THREADS,
-                      "scaling": {"min_replicas": 1, "max_replicas": 2, "num_cpus": 0.2,
-                                  "target_ongoing_requests": 2, "max_ongoing_requests": 16}},
-        "generator": {"base_model": str(tiny_model(tmp)), "max_new_tokens": 16,
-                      "scaling": {"num_cpus": 0.5, "max_ongoing_requests": 16}},
-        "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 64},
-        "access_log": not args.no_access_log,
-    })  # fmt: skip
+    config = ServeJobConfig.model_validate(
+        {
+            "port": PORT,
+            "retriever": {
+                "index_dir": str(tmp / "index"),
+                "k": 3,
+                "torch_threads": THREADS,
+                "scaling": {
+                    "min_replicas": 1,
+                    "max_replicas": 2,
+                    "num_cpus": 0.2,
+                    "target_ongoing_requests": 2,
+                    "max_ongoing_requests": 16,
+                },
+            },
+            "generator": {
+                "base_model": str(tiny_model(tmp)),
+                "max_new_tokens": 16,
+                "scaling": {"num_cpus": 0.5, "max_ongoing_requests": 16},
+            },
+            "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 64},
+            "access_log": not args.no_access_log,
+        }
+    )
     url = deploy(config)
     retriever = Retriever(tmp / "index")
     generator = GeneratorModel(config.generator)
@@ -139,12 +166,16 @@ def main() -> None:
             rows.append((name, concurrency, base, served))
             peak = max(peak, replica_states()["RetrieverDeployment"].get("RUNNING", 0))
             settle()
-    print(f"\n{'endpoint':<10}{'conc':>5}{'in-proc p50':>13}{'http p50':>10}{'+ms p50':>9}"
-          f"{'http p99':>10}{'in-proc rps':>13}{'http rps':>10}{'rps ratio':>11}")  # fmt: skip
+    print(
+        f"\n{'endpoint':<10}{'conc':>5}{'in-proc p50':>13}{'http p50':>10}{'+ms p50':>9}"
+        f"{'http p99':>10}{'in-proc rps':>13}{'http rps':>10}{'rps ratio':>11}"
+    )
     for name, concurrency, base, served in rows:
-        print(f"{name:<10}{concurrency:>5}{base['p50']:>12.1f}ms{served['p50']:>8.1f}ms"
-              f"{served['p50'] - base['p50']:>8.1f}{served['p99']:>8.1f}ms{base['rps']:>13.1f}"
-              f"{served['rps']:>10.1f}{served['rps'] / base['rps']:>10.2f}x")  # fmt: skip
+        print(
+            f"{name:<10}{concurrency:>5}{base['p50']:>12.1f}ms{served['p50']:>8.1f}ms"
+            f"{served['p50'] - base['p50']:>8.1f}{served['p99']:>8.1f}ms{base['rps']:>13.1f}"
+            f"{served['rps']:>10.1f}{served['rps'] / base['rps']:>10.2f}x"
+        )
     print(f"retriever replicas reached (autoscaling 1..2): {peak}")
     serve.shutdown()
     ray.shutdown()

@@ -9,13 +9,16 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from cluster.configfile import StrictModel
-from cluster.tiers import HardwareTier, TiersFile, load_tiers
+from ragtune.cluster.tiers import HardwareTier, TiersFile, load_tiers
+from ragtune.core.config import StrictModel
 
 GPU_NODE_SELECTOR = {  # GKE/EKS label values for accelerator types
-    "A10G": "nvidia-a10g", "H100": "nvidia-h100-80gb", "A100": "nvidia-tesla-a100",
-    "L4": "nvidia-l4", "T4": "nvidia-tesla-t4",
-}  # fmt: skip
+    "A10G": "nvidia-a10g",
+    "H100": "nvidia-h100-80gb",
+    "A100": "nvidia-tesla-a100",
+    "L4": "nvidia-l4",
+    "T4": "nvidia-tesla-t4",
+}
 
 
 class ClusterConfig(StrictModel):
@@ -94,7 +97,7 @@ def render_launcher(config: ClusterConfig, tiers: TiersFile | None = None) -> di
             "image": config.image,
             "container_name": "ray_container",
             "run_options": ["--ulimit nofile=65536:65536"],
-        },  # fmt: skip
+        },
         "available_node_types": node_types,
         "head_node_type": f"head-{head.name}",
         "setup_commands": list(config.setup_commands),
@@ -103,14 +106,16 @@ def render_launcher(config: ClusterConfig, tiers: TiersFile | None = None) -> di
 
 def _node_config(config: ClusterConfig, tier: HardwareTier) -> dict[str, Any]:
     if config.provider == "aws":
-        return {"InstanceType": tier.instance_types.get("aws", "m6i.2xlarge"),
-                "BlockDeviceMappings": [{"DeviceName": "/dev/sda1",
-                                         "Ebs": {"VolumeSize": 256}}]}  # fmt: skip
+        return {
+            "InstanceType": tier.instance_types.get("aws", "m6i.2xlarge"),
+            "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 256}}],
+        }
     node: dict[str, Any] = {
         "machineType": tier.instance_types.get("gcp", "n2-standard-8"),
-        "disks": [{"boot": True, "autoDelete": True, "type": "PERSISTENT",
-                   "initializeParams": {"diskSizeGb": 256}}],
-    }  # fmt: skip
+        "disks": [
+            {"boot": True, "autoDelete": True, "type": "PERSISTENT", "initializeParams": {"diskSizeGb": 256}}
+        ],
+    }
     if tier.gpus:
         node["guestAccelerators"] = [
             {
@@ -138,9 +143,7 @@ def render_kuberay(config: ClusterConfig, tiers: TiersFile | None = None) -> lis
                 "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
                 "template": _pod(config, head, "ray-head"),
             },
-            "workerGroupSpecs": [
-                _worker_group(config, tiers.get(name)) for name in config.worker_tiers
-            ],  # fmt: skip
+            "workerGroupSpecs": [_worker_group(config, tiers.get(name)) for name in config.worker_tiers],
         },
     }
     return [cluster]
@@ -163,15 +166,19 @@ def _pod(config: ClusterConfig, tier: HardwareTier, container: str) -> dict[str,
     if tier.gpus:
         quantities["nvidia.com/gpu"] = str(tier.gpus)
     spec: dict[str, Any] = {
-        "containers": [{"name": container, "image": config.image,
-                        "resources": {"requests": dict(quantities), "limits": dict(quantities)}}],
+        "containers": [
+            {
+                "name": container,
+                "image": config.image,
+                "resources": {"requests": dict(quantities), "limits": dict(quantities)},
+            }
+        ],
         "nodeSelector": dict(tier.labels),
-    }  # fmt: skip
+    }
     if tier.gpus:
         accelerator = GPU_NODE_SELECTOR.get(tier.accelerator_type or "", "nvidia")
         spec["nodeSelector"]["cloud.google.com/gke-accelerator"] = accelerator
-        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists",
-                                "effect": "NoSchedule"}]  # fmt: skip
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     return {"metadata": {"labels": {"ragtune.io/tier": tier.name}}, "spec": spec}
 
 
@@ -179,23 +186,35 @@ def render_rayjob(config: ClusterConfig, entrypoint: str, name: str) -> dict[str
     """A RayJob running `entrypoint` (e.g. `ragtune train configs/train/x.yaml`) on the cluster."""
     cluster = render_kuberay(config)[0]
     return {
-        "apiVersion": "ray.io/v1", "kind": "RayJob",
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
         "metadata": {"name": name, "namespace": config.namespace},
-        "spec": {"entrypoint": entrypoint, "shutdownAfterJobFinishes": True,
-                 "rayClusterSpec": cluster["spec"]},
-    }  # fmt: skip
+        "spec": {
+            "entrypoint": entrypoint,
+            "shutdownAfterJobFinishes": True,
+            "rayClusterSpec": cluster["spec"],
+        },
+    }
 
 
 def render_rayservice(config: ClusterConfig, serve_config_path: str, name: str) -> dict[str, Any]:
-    """A RayService whose Serve app is built by `serve.app:app_builder` from a serve config."""
+    """A RayService whose Serve app is built by `ragtune.serve.app:app_builder` from a serve config."""
     import yaml
 
     cluster = render_kuberay(config)[0]
-    apps = {"applications": [{"name": "ragtune", "route_prefix": "/",
-                              "import_path": "serve.app:app_builder",
-                              "args": {"config": serve_config_path}}]}  # fmt: skip
+    apps = {
+        "applications": [
+            {
+                "name": "ragtune",
+                "route_prefix": "/",
+                "import_path": "ragtune.serve.app:app_builder",
+                "args": {"config": serve_config_path},
+            }
+        ]
+    }
     return {
-        "apiVersion": "ray.io/v1", "kind": "RayService",
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
         "metadata": {"name": name, "namespace": config.namespace},
         "spec": {"serveConfigV2": yaml.safe_dump(apps), "rayClusterConfig": cluster["spec"]},
-    }  # fmt: skip
+    }

@@ -17,14 +17,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cluster.atomic import write_json_atomic
-from cluster.tiers import HardwareTier
+from ragtune.cluster.tiers import HardwareTier, embedded_tier
+from ragtune.core.atomic import write_json_atomic
+from ragtune.core.errors import ClusterError
 
 STARTUP_TIMEOUT_S = 90
-
-
-class ClusterError(RuntimeError):
-    """The local cluster could not be started, found or stopped."""
+CONNECT_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -66,16 +64,23 @@ def start_cluster(
     log_file = ragtune_home() / "local-cluster.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        ray_exe, "start", "--head", "--block", "--disable-usage-stats",
-        "--node-ip-address=127.0.0.1", f"--port={port}",
-        f"--num-cpus={int(tier.cpus)}", f"--num-gpus={tier.gpus}",
+        ray_exe,
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        f"--num-cpus={int(tier.cpus)}",
+        f"--num-gpus={tier.gpus}",
         f"--resources={json.dumps(tier.node_resources())}",
-        "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}",
         # The job agent's HTTP port; a second Ray on this machine must not share it, or jobs
         # fail with "No available agent to submit job".
         f"--dashboard-agent-listen-port={agent_port}",
-    ]  # fmt: skip
+    ]
     # Jobs submitted to this head run `ragtune ...`: put this environment's scripts on its PATH.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     with open(log_file, "wb") as log:
@@ -122,8 +127,9 @@ def _forget_address(address: str) -> None:
 
 
 @contextmanager
-def ray_session(local_tier: HardwareTier, address: str | None = None) -> Iterator[str]:
-    """Connect to `address`, else to the `ragtune up` cluster, else start an embedded Ray.
+def ray_session(address: str | None = None) -> Iterator[str]:
+    """Connect to `address`, else to the `ragtune up` cluster, else start an embedded Ray that
+    advertises the embedded tier (`local`).
 
     Yields the address connected to ("embedded" for an embedded one); disconnects on exit.
     """
@@ -138,8 +144,9 @@ def ray_session(local_tier: HardwareTier, address: str | None = None) -> Iterato
         yield "existing"
         return
     if target:
-        ray.init(address=target, log_to_driver=True)
+        _connect(ray, target)
     else:
+        local_tier = embedded_tier()
         ray.init(
             address="local",  # start one, never attach to a stray cluster
             num_cpus=int(local_tier.cpus),
@@ -155,6 +162,23 @@ def ray_session(local_tier: HardwareTier, address: str | None = None) -> Iterato
         yield target or "embedded"
     finally:
         ray.shutdown()
+
+
+def _connect(ray, address: str) -> None:
+    """Join the cluster at `address`; an unreachable one is a ClusterError in seconds (Ray itself
+    retries its GCS for minutes)."""
+    fix = "check the address, or run `ragtune up` (without --address an embedded Ray starts)"
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ClusterError(f"cannot reach the Ray cluster at {address}: {reason}", fix) from None
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except ConnectionError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}", fix) from None
 
 
 def _free_port() -> int:

@@ -63,7 +63,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"  {job['id']} {job['status']} {job['entrypoint']}")
     lines.append("serve apps:" + ("" if status["serve_apps"] else " none"))
     for app in status["serve_apps"]:
-        lines.append(f"  {app['name']} {app['status']} {app['route_prefix'] or ''}")
+        lines.append(f"  {app['name']} {app['status']} ({app['deployments']} deployments)")
     return "\n".join(lines)
 
 
@@ -89,6 +89,6 @@ def _serve_apps() -> list[dict[str, Any]]:
 
     # serve.status() is empty, and starts nothing, when Serve is not running.
     return [
-        {"name": name, "status": str(app.status), "route_prefix": app.route_prefix}
+        {"name": name, "status": str(app.status), "deployments": len(app.deployments)}
         for name, app in serve.status().applications.items()
     ]

@@ -1,21 +1,26 @@
-"""Hardware tiers: immutable values from configs/tiers.yaml, and how they become Ray requests.
+"""Hardware tiers: immutable values declared in a tiers file, looked up by name.
 
-A node of tier `x` advertises the custom resource `tier:x` (TIER_RESOURCE_UNITS of it); every
-worker, replica or actor of a job on tier `x` asks for one unit, so it can only land there.
+The tiers file in effect is RAGTUNE_TIERS (what `--tiers` sets) or the `configs/tiers.yaml`
+shipped inside ragtune. A node of tier `x` advertises the custom resource `tier:x`
+(TIER_RESOURCE_UNITS of it); `ragtune.cluster.resources` turns a tier into Ray requests.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.resources
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from cluster.configfile import ConfigError, StrictModel, load_config
+from ragtune.core.config import StrictModel, load_config
+from ragtune.core.errors import ConfigError
 
-DEFAULT_TIERS_FILE = Path(__file__).resolve().parent.parent / "configs" / "tiers.yaml"
+TIERS_ENV = "RAGTUNE_TIERS"
 TIER_RESOURCE_UNITS = 1000
+EMBEDDED_TIER = "local"  # the tier an embedded Ray on this machine advertises
 
 
 class HardwareTier(StrictModel):
@@ -60,6 +65,7 @@ class HardwareTier(StrictModel):
 class TiersFile(StrictModel):
     """The tiers file: a mapping from tier name to its declaration."""
 
+    kind: Literal["tiers"] = "tiers"
     tiers: dict[str, HardwareTier] = Field(description="Tiers by name.")
 
     @model_validator(mode="before")
@@ -91,14 +97,34 @@ class TiersFile(StrictModel):
         return self.tiers[name]
 
 
+def tiers_file() -> Path:
+    """The tiers file in effect: RAGTUNE_TIERS, else the one shipped with ragtune."""
+    if configured := os.environ.get(TIERS_ENV):
+        return Path(configured)
+    return Path(str(importlib.resources.files("ragtune.configs") / "tiers.yaml"))
+
+
+def use_tiers_file(path: str | Path) -> Path:
+    """Make `path` the tiers file of this process and of the Ray workers it starts."""
+    resolved = Path(path).resolve()
+    load_tiers(resolved)  # a bad file fails here, naming itself
+    os.environ[TIERS_ENV] = str(resolved)
+    return resolved
+
+
 def load_tiers(path: str | Path | None = None) -> TiersFile:
-    """Load and validate the tiers file (configs/tiers.yaml by default)."""
-    return load_config(TiersFile, path or DEFAULT_TIERS_FILE)
+    """Load and validate a tiers file (the one in effect by default)."""
+    return load_config(TiersFile, path or tiers_file())
 
 
 def get_tier(name: str, path: str | Path | None = None) -> HardwareTier:
     """Look up one tier by name in the tiers file."""
     return load_tiers(path).get(name)
+
+
+def embedded_tier() -> HardwareTier:
+    """The tier an embedded Ray on this machine advertises (every verb uses the same one)."""
+    return get_tier(EMBEDDED_TIER)
 
 
 def _declared_tier(name: str) -> str:
@@ -108,96 +134,3 @@ def _declared_tier(name: str) -> str:
 
 TierName = Annotated[str, AfterValidator(_declared_tier)]
 """A config field naming a tier: validated against the tiers file when the config loads."""
-
-
-def worker_resources(
-    tier: HardwareTier, cpus: float | None = None, gpus: float | None = None
-) -> dict[str, float]:
-    """Resources one worker on `tier` asks for: a GPU per worker on GPU tiers, else 1 CPU."""
-    gpus = (1 if tier.gpus else 0) if gpus is None else gpus
-    if cpus is None:
-        cpus = max(1.0, tier.cpus // tier.gpus - 1) if tier.gpus else 1.0
-    request = {"CPU": float(cpus), tier.resource_name: 1.0}
-    if gpus:
-        request["GPU"] = float(gpus)
-    return request
-
-
-def scaling_config(tier: HardwareTier, num_workers: int, cpus_per_worker: float | None = None):
-    """A Ray Train ScalingConfig that places `num_workers` workers on nodes of `tier`."""
-    from ray.train import ScalingConfig
-
-    resources = worker_resources(tier, cpus_per_worker)
-    return ScalingConfig(
-        num_workers=num_workers,
-        use_gpu=bool(tier.gpus),
-        resources_per_worker=resources,
-        accelerator_type=tier.accelerator_type,
-    )
-
-
-def serve_actor_options(tier: HardwareTier, num_cpus: float, num_gpus: float = 0) -> dict[str, Any]:
-    """Serve `ray_actor_options` for a replica on `tier` (fractional CPUs allowed)."""
-    options: dict[str, Any] = {
-        "num_cpus": num_cpus,
-        "num_gpus": num_gpus,
-        "resources": {tier.resource_name: 1.0},
-    }
-    if num_gpus and tier.accelerator_type:
-        options["accelerator_type"] = tier.accelerator_type
-    return options
-
-
-def data_remote_args(
-    tier: HardwareTier, num_cpus: float | None = None, num_gpus: float | None = None
-) -> dict[str, Any]:
-    """Ray Data `map_batches` remote args for an actor of a stage on `tier`."""
-    resources = worker_resources(tier, num_cpus, num_gpus)
-    args: dict[str, Any] = {
-        "num_cpus": resources.pop("CPU"),
-        "num_gpus": resources.pop("GPU", 0),
-        "resources": resources,
-    }
-    if args["num_gpus"] and tier.accelerator_type:
-        args["accelerator_type"] = tier.accelerator_type
-    return args
-
-
-class TierUnavailable(RuntimeError):
-    """The running cluster has no node that can hold the work asked of a tier."""
-
-
-def check_schedulable(tier: HardwareTier, request: dict[str, float], count: int = 1) -> None:
-    """Fail before scheduling when no alive node of `tier` can hold `count` × `request`."""
-    import ray
-
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    tier_nodes = [n for n in nodes if n["Resources"].get(tier.resource_name, 0) > 0]
-    if tier.accelerator_type:  # Ray advertises `accelerator_type:<T>` on nodes with that GPU
-        request = {**request, f"accelerator_type:{tier.accelerator_type}": 0.001}
-    per_node_fit = [_fits(n["Resources"], request) for n in tier_nodes]
-    if sum(per_node_fit) >= count:
-        return
-    wanted = ", ".join(f"{k}={v:g}" for k, v in request.items())
-    have = "; ".join(_describe_node(n) for n in nodes) or "no alive nodes"
-    raise TierUnavailable(
-        f"tier '{tier.name}' cannot be scheduled: {count} worker(s) each need {{{wanted}}}"
-        f"{' on ' + tier.accelerator_type if tier.accelerator_type else ''}, "
-        f"but the cluster has: {have}"
-    )
-
-
-def _fits(node_resources: dict[str, float], request: dict[str, float]) -> int:
-    """How many copies of `request` fit in one node's total resources."""
-    counts = [int(node_resources.get(name, 0) // amount) for name, amount in request.items() if amount]
-    return min(counts) if counts else 0
-
-
-def _describe_node(node: dict[str, Any]) -> str:
-    resources = node["Resources"]
-    tiers = [name for name in resources if name.startswith("tier:")]
-    return (
-        f"node {node['NodeManagerAddress']} "
-        f"(CPU={resources.get('CPU', 0):g}, GPU={resources.get('GPU', 0):g}, "
-        f"tiers={','.join(tiers) or 'none'})"
-    )

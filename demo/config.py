@@ -11,11 +11,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from cluster.configfile import ConfigError, StrictModel, validate_data
-from cluster.tiers import TierName
-from retrieval.config import IndexJobConfig
-from serve.config import AnswerEvalConfig, ServeJobConfig
-from train.config import TrainJobConfig
+from ragtune.cluster.tiers import TierName
+from ragtune.core.config import StrictModel, validate_data
+from ragtune.core.errors import ConfigError
+from ragtune.eval.answers import AnswerEvalConfig
+from ragtune.retrieval.config import IndexJobConfig
+from ragtune.serve.config import ServeJobConfig
+from ragtune.train.config import TrainJobConfig
 
 BASE_MODEL_NAME = "base"
 ADAPTER_NAME = "fine-tuned"
@@ -73,38 +75,59 @@ class DemoConfig(StrictModel):
         return DemoConfig.model_validate(_merged({**self.model_dump(), "quick": {}}, self.quick))
 
     def index_job(self) -> IndexJobConfig:
-        owned = {"tier": self.tier, "documents": [str(self.path("knowledge_base.jsonl"))],
-                 "output_dir": str(self.path("index"))}  # fmt: skip
+        owned = {
+            "tier": self.tier,
+            "documents": [str(self.path("knowledge_base.jsonl"))],
+            "output_dir": str(self.path("index")),
+        }
         return _stage(IndexJobConfig, self.index, owned, "index")
 
     def train_job(self) -> TrainJobConfig:
         owned = {
-            "base_model": self.base_model, "tier": self.tier, "output_dir": str(self.path("train")),
-            "data": {**self.train.get("data", {}), "train_files": [str(self.path("train.jsonl"))],
-                     "format": "rag"},
-            "tracking": {"experiment": "ragtune-demo", **self.train.get("tracking", {}),
-                         "tracking_uri": f"sqlite:///{self.path('mlflow.db').resolve()}"},
-        }  # fmt: skip
+            "base_model": self.base_model,
+            "tier": self.tier,
+            "output_dir": str(self.path("train")),
+            "data": {
+                **self.train.get("data", {}),
+                "train_files": [str(self.path("train.jsonl"))],
+                "format": "rag",
+            },
+            "tracking": {
+                "experiment": "ragtune-demo",
+                **self.train.get("tracking", {}),
+                "tracking_uri": f"sqlite:///{self.path('mlflow.db').resolve()}",
+            },
+        }
         return _stage(TrainJobConfig, self.train, owned, "train")
 
     def serve_job(self) -> ServeJobConfig:
         owned = {
             "tier": self.tier,
-            "retriever": {**self.serve.get("retriever", {}), "index_dir": str(self.path("index")),
-                          "k": self.context_k},
-            "generator": {**self.serve.get("generator", {}), "base_model": self.base_model,
-                          "model_name": BASE_MODEL_NAME,
-                          "adapters": {ADAPTER_NAME: str(self.path("train") / "model")}},
-        }  # fmt: skip
+            "retriever": {
+                **self.serve.get("retriever", {}),
+                "index_dir": str(self.path("index")),
+                "k": self.context_k,
+            },
+            "generator": {
+                **self.serve.get("generator", {}),
+                "base_model": self.base_model,
+                "model_name": BASE_MODEL_NAME,
+                "adapters": {ADAPTER_NAME: str(self.path("train") / "model")},
+            },
+        }
         return _stage(ServeJobConfig, self.serve, owned, "serve")
 
     def answer_eval(self, url: str = "http://127.0.0.1:8000") -> AnswerEvalConfig:
         train = self.train_job()
         owned = {
-            "url": url, "questions": str(self.path("held_out.jsonl")), "base_model": BASE_MODEL_NAME,
-            "fine_tuned_model": ADAPTER_NAME, "k": self.context_k, "output_dir": str(self.path("report")),
+            "url": url,
+            "questions": str(self.path("held_out.jsonl")),
+            "base_model": BASE_MODEL_NAME,
+            "fine_tuned_model": ADAPTER_NAME,
+            "k": self.context_k,
+            "output_dir": str(self.path("report")),
             "tracking": {"experiment": train.tracking.experiment, "tracking_uri": train.tracking_uri()},
-        }  # fmt: skip
+        }
         return _stage(AnswerEvalConfig, self.answers, owned, "answers")
 
 

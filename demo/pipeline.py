@@ -15,17 +15,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.atomic import write_jsonl_atomic
-from demo.config import DemoConfig
-from serve.answers import SystemScore, format_table, read_pairs
+from ragtune.core.artifacts import IndexManifest
+from ragtune.core.atomic import write_jsonl_atomic
+from ragtune.core.errors import InputError
+from ragtune.demo.config import DemoConfig
+from ragtune.eval.answers import AnswerEvalResult, read_pairs
 
 
 @dataclass
 class DemoResult:
-    """The comparison and where every stage's output is."""
+    """The comparison and how long the whole demo took."""
 
-    scores: list[SystemScore]
-    report_dir: Path
+    answers: AnswerEvalResult
     seconds: float
 
 
@@ -46,14 +47,14 @@ def check_inputs(config: DemoConfig) -> None:
         (Path(config.base_model) / "config.json", "ragtune model import data/models/smollm2"),
     ):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} missing: run `{command}` (make demo does both)")
+            raise InputError(f"{path} missing", f"run `{command}` (make demo does both)")
 
 
 def split_pairs(config: DemoConfig) -> tuple[list[dict], list[dict]]:
     """(training, held-out) FAQ pairs: a seeded shuffle, so held-out questions are never trained on."""
     pairs = read_pairs(config.faq_file)
     if len(pairs) <= config.held_out:
-        raise ValueError(f"{config.faq_file} has {len(pairs)} pairs; held_out must be fewer")
+        raise InputError(f"{config.faq_file} has {len(pairs)} pairs", "set held_out below that")
     random.Random(config.seed).shuffle(pairs)
     return pairs[config.held_out :], pairs[: config.held_out]
 
@@ -72,8 +73,10 @@ def write_knowledge_base(config: DemoConfig) -> int:
 def rag_examples(retriever, pairs: list[dict], k: int) -> tuple[list[dict], float]:
     """RAG-form rows (question, retrieved context, answer) and the share whose source was retrieved."""
     found = retriever.search_batch([pair["question"] for pair in pairs], k)
-    rows = [{"question": pair["question"], "context": [hit.text for hit in hits], "answer": pair["answer"]}
-            for pair, hits in zip(pairs, found)]  # fmt: skip
+    rows = [
+        {"question": pair["question"], "context": [hit.text for hit in hits], "answer": pair["answer"]}
+        for pair, hits in zip(pairs, found)
+    ]
     recall = sum(pair["id"] in {hit.doc_id for hit in hits} for pair, hits in zip(pairs, found))
     return rows, recall / len(pairs)
 
@@ -82,11 +85,11 @@ def run_demo(config: DemoConfig) -> DemoResult:
     """Run every stage on the connected Ray cluster; Serve is shut down however it ends."""
     from ray import serve
 
-    from retrieval.job import run_index_job
-    from retrieval.search import Retriever
-    from serve.answers import run_answer_eval
-    from serve.app import deploy
-    from train.trainer import run_train_job
+    from ragtune.eval.answers import run_answer_eval
+    from ragtune.retrieval.job import run_index_job
+    from ragtune.retrieval.search import Retriever
+    from ragtune.serve.app import deploy
+    from ragtune.train.trainer import run_train_job
 
     started = time.perf_counter()
     check_inputs(config)
@@ -95,19 +98,23 @@ def run_demo(config: DemoConfig) -> DemoResult:
         train_pairs, held_out = split_pairs(config)
         write_jsonl_atomic(config.path("held_out.jsonl"), held_out)
         documents = write_knowledge_base(config)
-        line.append(f"{len(train_pairs)} training / {len(held_out)} held-out FAQ pairs, "
-                    f"knowledge base of {documents} documents")  # fmt: skip
+        line.append(
+            f"{len(train_pairs)} training / {len(held_out)} held-out FAQ pairs, "
+            f"knowledge base of {documents} documents"
+        )
     with stage("index") as line:
         index_job = config.index_job()
-        indexed = run_index_job(index_job, update=(index_job.output_dir / "manifest.json").is_file())
+        indexed = run_index_job(index_job, update=IndexManifest.find(index_job.output_dir) is not None)
         line.append(f"{indexed.num_chunks} chunks in {index_job.output_dir}")
     with stage("training data") as line:
         retriever = Retriever(index_job.output_dir)
         rows, train_recall = rag_examples(retriever, train_pairs, config.context_k)
         _, held_recall = rag_examples(retriever, held_out, config.context_k)
         write_jsonl_atomic(config.path("train.jsonl"), rows)
-        line.append(f"{len(rows)} RAG examples; source in top-{config.context_k}: "
-                    f"{train_recall:.2f} training, {held_recall:.2f} held-out")  # fmt: skip
+        line.append(
+            f"{len(rows)} RAG examples; source in top-{config.context_k}: "
+            f"{train_recall:.2f} training, {held_recall:.2f} held-out"
+        )
     with stage("fine-tune") as line:
         train_job = config.train_job()
         shutil.rmtree(train_job.output_dir, ignore_errors=True)  # a fresh run each demo
@@ -118,10 +125,8 @@ def run_demo(config: DemoConfig) -> DemoResult:
             url = deploy(serve_job)
             line.append(f"{url} serves base + adapter '{next(iter(serve_job.generator.adapters))}'")
         with stage("answers") as line:
-            answer_job = config.answer_eval(url)
-            scores = run_answer_eval(answer_job)
-            line.append(f"report in {answer_job.output_dir}")
+            answers = run_answer_eval(config.answer_eval(url))
+            line.append(f"report in {answers.report_dir}")
     finally:
         serve.shutdown()
-    print("\n" + format_table(scores, answer_job.k, answer_job.pricing_tier))
-    return DemoResult(scores, answer_job.output_dir, time.perf_counter() - started)
+    return DemoResult(answers, time.perf_counter() - started)

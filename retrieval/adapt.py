@@ -20,15 +20,22 @@ from statistics import mean
 
 import numpy as np
 
-from cluster.atomic import atomic_dir, write_json_atomic
-from cluster.configfile import ConfigError
-from cluster.tiers import check_schedulable, data_remote_args, get_tier, worker_resources
-from retrieval.config import ChunkingConfig, EmbedderTuneConfig
-from retrieval.embed import encode, load_encoder, model_identity, resolve_model
-from retrieval.ingest import document_format, read_chunks
-from train.tracking import flatten, start_run
+from ragtune.cluster.resources import (
+    check_schedulable,
+    data_remote_args,
+    set_torch_threads,
+    torch_threads,
+    worker_resources,
+)
+from ragtune.cluster.tiers import get_tier
+from ragtune.core.artifacts import MANIFEST_FILE, EmbedderManifest
+from ragtune.core.atomic import atomic_dir
+from ragtune.core.errors import ConfigError
+from ragtune.core.tracking import start_job_run
+from ragtune.retrieval.config import ChunkingConfig, EmbedderTuneConfig
+from ragtune.retrieval.embed import encode, load_encoder, model_identity, resolve_model
+from ragtune.retrieval.ingest import document_format, read_chunks, require_documents
 
-MANIFEST_FILE = "ragtune-embedder.json"
 MIN_HEADING_WORDS = 2
 MIN_PASSAGE_WORDS = 20
 SIMILARITY_SCALE = 20.0  # sentence-transformers' MultipleNegativesRankingLoss default
@@ -116,15 +123,17 @@ def pair_recall(model, pairs: list[Pair]) -> float:
 
 
 def fine_tune(
-    base_model: str, train: list[Pair], validation: list[Pair], config: EmbedderTuneConfig,
+    base_model: str,
+    train: list[Pair],
+    validation: list[Pair],
+    config: EmbedderTuneConfig,
     threads: int | None = None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Fine-tune `base_model` on `train` (GPU when visible): the adapted weights, on CPU, and the
     run's figures."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_torch_threads(threads)
     torch.manual_seed(config.seed)
     model = load_encoder(base_model)
     recall_before = pair_recall(model, validation)
@@ -169,21 +178,22 @@ def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> list[tuple[int
             losses.append(loss.item())
             if len(losses) % every == 0:
                 curve.append((len(losses), mean(losses[-every:])))
-                print(f"step {len(losses)}/{total} loss {curve[-1][1]:.3f} "
-                      f"({time.perf_counter() - started:.0f}s)")  # fmt: skip
+                print(
+                    f"step {len(losses)}/{total} loss {curve[-1][1]:.3f} "
+                    f"({time.perf_counter() - started:.0f}s)"
+                )
     model.eval()
     return curve
 
 
-def _save(config: EmbedderTuneConfig, state: dict, figures: dict) -> None:
+def _save(config: EmbedderTuneConfig, state: dict, manifest: EmbedderManifest) -> None:
     """The adapted weights as a model folder with its manifest, written to a temp sibling and
     renamed into place."""
     model = load_encoder(config.base_model, "cpu")
     model.load_state_dict(state)
-    manifest = {"base_model": model_identity(config.base_model), "config": config.model_dump(mode="json")}
     with atomic_dir(config.output_dir) as tmp:
         model.save(str(tmp))
-        write_json_atomic(tmp / MANIFEST_FILE, {**manifest, **figures})
+        manifest.write(tmp)
 
 
 def _embed(model, texts: list[str]):
@@ -195,16 +205,22 @@ def _embed(model, texts: list[str]):
     return torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
 
 
+def check_inputs(config: EmbedderTuneConfig) -> None:
+    """Fail before any work when the documents match nothing."""
+    require_documents(config.documents)
+
+
 def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     """Mine pairs from the documents (Ray Data), train on the tier (a Ray task), save atomically;
     one MLflow run per job (params, loss curve, held-out recall@1 before and after)."""
     import ray
 
     started = time.perf_counter()
+    check_inputs(config)
     tier = get_tier(config.tier)
     check_schedulable(tier, worker_resources(tier))
     chunking = ChunkingConfig(max_tokens=config.passage_tokens, overlap_tokens=0)
-    chunks, skipped = read_chunks(config.documents, chunking, resolve_model(config.base_model))
+    chunks, skipped = read_chunks(config.documents, chunking, resolve_model(config.base_model), tier)
     for item in skipped:
         print(f"skipped {item.source}: {item.reason}")
     rows = chunks.select_columns(["doc_id", "source", "heading", "text", "start"]).take_all()
@@ -215,16 +231,21 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     except ValueError as exc:
         raise ConfigError("tune-embedder", "documents", str(exc)) from None
     print(f"training on {len(train)} heading→section pairs, {len(validation)} held out")
-    tracker = start_run(config.tracking_uri(), config.tracking.experiment, config.output_dir.name,
-                        {"tier": tier.name, "ragtune.job": "tune-embedder"})  # fmt: skip
-    tracker.log_params({**flatten(config.model_dump(mode="json")), "train_pairs": len(train),
-                        "validation_pairs": len(validation)})  # fmt: skip
+    pairs = {"train_pairs": len(train), "validation_pairs": len(validation)}
+    tracker = start_job_run(config, "tune-embedder", tier.name, pairs)
     try:
         task = ray.remote(**data_remote_args(tier))(fine_tune)
-        threads = None if tier.gpus else int(tier.cpus)
+        threads = torch_threads(tier, tier.cpus)  # one task: it stands for the whole node
         run = ray.get(task.remote(config.base_model, train, validation, config, threads))
         state = run.pop("state")
-        _save(config, state, {"train_pairs": len(train), "validation_pairs": len(validation), **run})
+        manifest = EmbedderManifest(
+            base_model=model_identity(config.base_model),
+            config=config.model_dump(mode="json"),
+            train_pairs=len(train),
+            validation_pairs=len(validation),
+            **run,
+        )
+        _save(config, state, manifest)
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -235,6 +256,10 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     tracker.log_artifact(config.output_dir / MANIFEST_FILE)
     tracker.finish()
     return TuneResult(
-        config.output_dir, len(train), len(validation), run["recall_before"], run["recall_after"],
+        config.output_dir,
+        len(train),
+        len(validation),
+        run["recall_before"],
+        run["recall_after"],
         time.perf_counter() - started,
-    )  # fmt: skip
+    )

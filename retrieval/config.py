@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.configfile import ModelName, StrictModel
-from cluster.tiers import TierName
-from train.config import TrackingConfig
+from ragtune.cluster.tiers import TierName
+from ragtune.core.config import ModelName, StrictModel
+from ragtune.core.tracking import TrackingConfig
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DOCUMENT_EXTENSIONS = (".txt", ".md", ".rst", ".html", ".htm", ".jsonl", ".pdf")
@@ -48,7 +48,7 @@ class EmbeddingConfig(StrictModel):
         None, gt=0, description="CPUs each actor reserves; default 1 (it may use more threads)."
     )
     threads_per_actor: int | None = Field(
-        None, ge=1, description="torch threads per CPU actor; default the tier's CPUs."
+        None, ge=1, description="torch threads per actor; default the tier's CPUs on CPU tiers."
     )
 
 
@@ -109,6 +109,6 @@ class EmbedderTuneConfig(StrictModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def tracking_uri(self) -> str:
-        """The MLflow URI: configured, or `mlflow.db` beside the model folder (which is replaced
-        whole on every run)."""
-        return self.tracking.uri(self.output_dir.parent)
+        """Where the job's MLflow run goes (`TrackingConfig.uri`): beside the model folder, which
+        is replaced whole on every run."""
+        return self.tracking.uri(self.output_dir)

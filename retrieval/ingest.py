@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.chunking import chunk_spans
-from retrieval.config import DOCUMENT_EXTENSIONS, ChunkingConfig
-from retrieval.markup import plain_text
-from retrieval.parsing import pdf_text, split_sections
+from ragtune.cluster.resources import data_remote_args
+from ragtune.cluster.tiers import HardwareTier
+from ragtune.core.errors import InputError
+from ragtune.retrieval.chunking import chunk_spans
+from ragtune.retrieval.config import DOCUMENT_EXTENSIONS, ChunkingConfig
+from ragtune.retrieval.markup import plain_text
+from ragtune.retrieval.parsing import pdf_text, split_sections
 
 ROWS_PER_BLOCK = 1024
 CHUNK_COLUMNS = ("doc_id", "source", "source_hash", "heading", "text", "start", "end")
@@ -41,6 +44,16 @@ def find_documents(patterns: list[str]) -> list[Path]:
             candidates = (Path(p) for p in glob.glob(pattern, recursive=True))
         found.update(p.resolve() for p in candidates if _is_document(p))
     return sorted(found)
+
+
+def require_documents(patterns: list[str]) -> list[Path]:
+    """`find_documents`, refusing patterns that match no document."""
+    if not (paths := find_documents(patterns)):
+        raise InputError(
+            f"no documents ({', '.join(DOCUMENT_EXTENSIONS)}) in {patterns}",
+            "check the config's documents: files, folders or globs",
+        )
+    return paths
 
 
 def _is_document(path: Path) -> bool:
@@ -135,18 +148,15 @@ class Chunker:
         return chunk_spans(text, offsets, cfg.max_tokens, cfg.overlap_tokens)
 
 
-def read_chunks(patterns: list[str], chunking: ChunkingConfig, tokenizer_name: str, num_cpus: float = 1):
-    """Chunk every document with Ray Data; return (chunk dataset, skipped files).
+def read_chunks(patterns: list[str], chunking: ChunkingConfig, tokenizer_name: str, tier: HardwareTier):
+    """Chunk every document with Ray Data on `tier`; return (chunk dataset, skipped files).
 
     The chunks are materialised (they are text, small next to their embeddings) so the
     skipped files can be reported and the embedding stage gets evenly sized blocks.
     """
     import ray
 
-    paths = find_documents(patterns)
-    if not paths:
-        raise FileNotFoundError(f"no documents ({', '.join(DOCUMENT_EXTENSIONS)}) in {patterns}")
-    items = ray.data.from_items([{"path": str(p)} for p in paths])
+    items = ray.data.from_items([{"path": str(p)} for p in require_documents(patterns)])
     chunked = items.map_batches(
         Chunker,
         fn_constructor_kwargs={
@@ -155,7 +165,7 @@ def read_chunks(patterns: list[str], chunking: ChunkingConfig, tokenizer_name: s
         },
         batch_size=8,
         compute=ray.data.ActorPoolStrategy(size=1),
-        num_cpus=num_cpus,
+        **data_remote_args(tier, num_cpus=1, num_gpus=0),
     ).materialize()
     skipped = [
         SkippedFile(row["source"], row["skipped"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,13 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.tiers import check_schedulable, get_tier, worker_resources
-from retrieval.config import IndexConfig, IndexJobConfig
-from retrieval.embed import embed_chunks, model_identity, resolve_model
-from retrieval.index import LoadedIndex, load_index, model_fingerprint, rewrite_index
-from retrieval.ingest import SkippedFile, file_fingerprint, find_documents, read_chunks
-
-VERSIONED_PACKAGES = ("ragtune", "ray", "faiss-cpu", "sentence-transformers", "transformers")
+from ragtune.cluster.resources import check_schedulable, worker_resources
+from ragtune.cluster.tiers import get_tier
+from ragtune.core.artifacts import IndexManifest
+from ragtune.retrieval.config import IndexConfig, IndexJobConfig
+from ragtune.retrieval.embed import embed_chunks, model_identity, resolve_model
+from ragtune.retrieval.index import LoadedIndex, load_index, model_fingerprint, rewrite_index
+from ragtune.retrieval.ingest import (
+    SkippedFile,
+    file_fingerprint,
+    find_documents,
+    read_chunks,
+    require_documents,
+)
 
 
 @dataclass
@@ -38,9 +43,18 @@ class IndexResult:
         )
 
 
+def check_inputs(config: IndexJobConfig, update: bool = False) -> None:
+    """Fail before any work when there is nothing to index, or (`update`) no index to sync."""
+    if update:
+        IndexManifest.read(config.output_dir)
+    else:
+        require_documents(config.documents)
+
+
 def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
     """Build the index, or with `update` sync it: embed new or changed files, drop gone ones."""
     started = time.perf_counter()
+    check_inputs(config, update)
     tier = get_tier(config.tier)
     check_schedulable(tier, worker_resources(tier, config.embedding.cpus_per_actor))
     base = load_index(config.output_dir, config.embedding.model) if update else None
@@ -49,7 +63,7 @@ def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
     batches, expected, skipped = iter([]), 0, []
     if todo:
         tokenizer = resolve_model(config.embedding.model)
-        chunks, skipped = read_chunks([str(p) for p in todo], config.chunking, tokenizer)
+        chunks, skipped = read_chunks([str(p) for p in todo], config.chunking, tokenizer, tier)
         expected = chunks.count()
         batches = _embedded_batches(embed_chunks(chunks, config.embedding, tier), config.index)
     manifest = rewrite_index(
@@ -64,28 +78,32 @@ def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
             "embedding_fingerprint": model_fingerprint(config.embedding.model),
             "chunking": config.chunking.model_dump(),
             "tier": tier.name,
-            "versions": _versions(),
+            "config": config.model_dump(mode="json"),
         },
     )
     for item in skipped:
         print(f"skipped {item.source}: {item.reason}")
     return IndexResult(
-        config.output_dir, manifest["num_chunks"], len(todo) - len(skipped), len(gone), skipped,
+        config.output_dir,
+        manifest.num_chunks,
+        len(todo) - len(skipped),
+        len(gone),
+        skipped,
         time.perf_counter() - started,
-    )  # fmt: skip
+    )
 
 
 def delete_sources(index_dir: Path, sources: list[str]) -> int:
     """Remove every chunk of the given source paths; returns how many chunks went."""
     base = load_index(index_dir)
     before = base.index.ntotal
-    kept = ("embedding_model", "embedding_fingerprint", "chunking", "tier", "versions")
-    fields = {k: base.manifest.get(k) for k in kept}
+    kept = ("embedding_model", "embedding_fingerprint", "chunking", "tier", "config")
+    fields = {k: getattr(base.manifest, k) for k in kept}
     resolved = {str(Path(s).resolve()) for s in sources} | set(sources)
     manifest = rewrite_index(
-        index_dir, IndexConfig(**base.manifest["index"]), base, resolved, iter([]), 0, fields
+        index_dir, IndexConfig(**base.manifest.index), base, resolved, iter([]), 0, fields
     )
-    return before - manifest["num_chunks"]
+    return before - manifest.num_chunks
 
 
 def plan_changes(paths: list[Path], base: LoadedIndex | None) -> tuple[list[Path], set[str]]:
@@ -103,13 +121,3 @@ def _embedded_batches(dataset, config: IndexConfig) -> Iterator[tuple[dict, np.n
     for batch in dataset.iter_batches(batch_size=config.add_batch_size, batch_format="numpy"):
         vectors = np.stack(batch.pop("embedding"))
         yield batch, vectors
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found

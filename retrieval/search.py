@@ -10,8 +10,8 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from retrieval.embed import encode, load_encoder
-from retrieval.index import gpu_count, load_index
+from ragtune.retrieval.embed import encode, load_encoder
+from ragtune.retrieval.index import gpu_count, load_index
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
 RRF_K = 60  # the constant from Cormack et al. (2009); robust across corpora
@@ -52,9 +52,9 @@ class Retriever:
         self.bm25_weight = bm25_weight
         self.loaded = load_index(index_dir, expect_model=embedding_model)
         self.manifest = self.loaded.manifest
-        self.encoder = load_encoder(embedding_model or self.manifest["embedding_model"])
+        self.encoder = load_encoder(embedding_model or self.manifest.embedding_model)
         self.index = self.loaded.index
-        if gpu_count() > 0 and self.manifest["index"]["type"] != "hnsw":
+        if gpu_count() > 0 and self.manifest.index["type"] != "hnsw":
             self.index = faiss.index_cpu_to_all_gpus(self.index)
 
     def search(self, query: str, k: int = 5, mode: SearchMode = "dense") -> list[Hit]:
@@ -82,7 +82,7 @@ class Retriever:
     def _dense(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         vectors = encode(self.encoder, queries)
         scores, ids = self.index.search(vectors, min(k, self.index.ntotal))
-        if self.manifest["index"]["metric"] == "l2":
+        if self.manifest.index["metric"] == "l2":
             scores = -scores  # smaller distance is better; keep "higher is better"
         return [
             [(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0]
@@ -122,7 +122,7 @@ class Retriever:
                 doc_id=row["doc_id"],
                 start=row["start"],
                 end=row["end"],
-            )  # fmt: skip
+            )
             for row, (_, score) in zip(rows, ids_scores)
         ]
 

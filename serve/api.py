@@ -66,8 +66,9 @@ class RetrieveRequest(BaseModel):
     mode: Literal["dense", "bm25", "hybrid"] | None = None
 
 
-def error_response(status: int, message: str, kind: str, param: str | None = None,
-                   code: str | None = None) -> JSONResponse:  # fmt: skip
+def error_response(
+    status: int, message: str, kind: str, param: str | None = None, code: str | None = None
+) -> JSONResponse:
     """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(status_code=status, content=body)

@@ -1,213 +1,27 @@
-"""The Serve application: Ingress (FastAPI, OpenAI-compatible) → Retriever → Generator.
+"""The Serve application: Ingress → Retriever → Generator, built from a serve config and its tier
+(`build_app`), checked and deployed (`deploy`), or built by `serve run` / a RayService
+(`app_builder`)."""
 
-No `from __future__ import annotations` here: FastAPI must see real annotations on the
-ingress methods, or it takes `request: Request` for a query parameter.
-"""
+from __future__ import annotations
 
-import dataclasses
-import json
-import logging
-import time
-import uuid
-from typing import Any
+from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 
-from cluster.tiers import get_tier, serve_actor_options
-from serve.api import (
-    ChatRequest,
-    RetrieveRequest,
-    authorised,
-    error_response,
-    invalid_request,
-    load_api_key_hashes,
+from ragtune.cluster.resources import serve_actor_options, torch_threads
+from ragtune.cluster.tiers import get_tier
+from ragtune.core.artifacts import IndexManifest
+from ragtune.core.config import is_hub_name, load_config
+from ragtune.core.errors import InputError
+from ragtune.serve.api import load_api_key_hashes
+from ragtune.serve.config import (
+    GeneratorDeploymentConfig,
+    RetrieverDeploymentConfig,
+    ScalingConfig,
+    ServeJobConfig,
 )
-from serve.config import ScalingConfig, ServeJobConfig
-from serve.generator import GenerationParams, Generator, UnknownModel
-from serve.query import QueryPlan, normalise, plan_query
-from serve.retriever import RetrieverDeployment
-
-api = FastAPI(title="ragtune")
-logger = logging.getLogger("ray.serve")
-
-
-@serve.deployment
-@serve.ingress(api)
-class Ingress:
-    """HTTP front: validates, authorises, retrieves on the last user turn, then generates."""
-
-    def __init__(self, config: dict, retriever: DeploymentHandle, generator: DeploymentHandle,
-                 key_hashes: frozenset[str]):  # fmt: skip
-        self.config = ServeJobConfig.model_validate(config)
-        self.retriever, self.generator = retriever, generator
-        self.keys = key_hashes
-
-    @api.get("/healthz")
-    async def healthz(self) -> dict:
-        return {"status": "ok"}
-
-    @api.get("/v1/models")
-    async def models(self, request: Request):
-        if (denied := self._deny(request)) is not None:
-            return denied
-        names = await self.generator.models.remote()
-        base = self.config.generator.model_name
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "owned_by": "ragtune",
-             "root": self.config.generator.base_model, "adapter": name != base}
-            for name in names
-        ]}  # fmt: skip
-
-    @api.post("/v1/retrieve")
-    async def retrieve(self, request: Request):
-        parsed = await self._parse(request, RetrieveRequest)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        k = parsed.k or self.config.retriever.k
-        if (bad := self._check_k(k)) is not None:
-            return bad
-        mode = parsed.mode or self.config.retriever.mode
-        hits = await self.retriever.search.remote(parsed.query, k, mode)
-        return {"object": "list", "data": hits}
-
-    @api.post("/v1/chat/completions")
-    async def chat(self, request: Request):
-        parsed = await self._parse(request, ChatRequest)
-        if isinstance(parsed, JSONResponse):
-            return parsed
-        k = parsed.k or self.config.retriever.k
-        if (bad := self._check_k(k)) is not None:
-            return bad
-        model = parsed.model or self.config.generator.served_default
-        names = self.config.generator.model_names  # one app version: the ingress and generator agree
-        if model not in names:
-            return error_response(404, f"model '{model}' is not served; available: {names}",
-                                  "invalid_request_error", "model", "model_not_found")  # fmt: skip
-        conversation = [m.model_dump() for m in parsed.messages]
-        if len(conversation) > self.config.query.max_messages:
-            return error_response(400, f"the conversation has {len(conversation)} messages; the limit "
-                                  f"is {self.config.query.max_messages}", "invalid_request_error",
-                                  "messages", "context_length_exceeded")  # fmt: skip
-        plan = await self._plan(conversation, parsed.retrieval)
-        mode = parsed.retrieval_mode or self.config.retriever.mode
-        hits = await self.retriever.search.remote(plan.query, k, mode) if plan.retrieval else []
-        prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
-        params = GenerationParams(
-            max_tokens=parsed.max_completion_tokens or parsed.max_tokens
-            or self.config.generator.max_new_tokens,
-            temperature=parsed.temperature, top_p=parsed.top_p, stop=parsed.stops,
-        )  # fmt: skip
-        sources = [self._source(hit) for hit in hits]
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if parsed.stream:
-            return StreamingResponse(
-                self._stream(completion_id, model, prompt, params, sources, plan),
-                media_type="text/event-stream",
-            )
-        try:
-            result = await self.generator.complete.remote(model, prompt, params)
-        except Exception as exc:  # the replica stays up; the client learns what failed
-            return self._generation_failed(exc)
-        return {
-            "id": completion_id, "object": "chat.completion", "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "finish_reason": result["finish_reason"],
-                         "message": {"role": "assistant", "content": result["text"]}}],
-            "usage": result["usage"], "sources": sources, "query": plan.to_dict(),
-        }  # fmt: skip
-
-    async def _plan(self, conversation: list[dict], choice: str) -> QueryPlan:
-        """Intent and search text for this request; logged so an answer's sources can be explained."""
-        query = self.config.query
-        plan = plan_query(conversation, choice, query.rewrite, query.recent_turns, query.max_query_chars)
-        if plan.retrieval and plan.strategy == "condense":
-            condensed = normalise(await self.generator.condense.remote(conversation), query.max_query_chars)
-            plan = dataclasses.replace(plan, query=condensed or plan.query)
-        logger.info("query plan: %s", json.dumps(plan.to_dict()))
-        return plan
-
-    async def _stream(self, completion_id: str, model: str, prompt: str,
-                      params: GenerationParams, sources: list[dict], plan: QueryPlan):  # fmt: skip
-        """Server-sent events in OpenAI's chunk format; sources and the query plan ride on the
-        first chunk."""
-
-        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
-            body = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **extra,
-            }
-            return f"data: {json.dumps(body)}\n\n"
-
-        yield chunk({"role": "assistant", "content": ""}, sources=sources, query=plan.to_dict())
-        try:
-            async for piece in self.generator.options(stream=True).stream.remote(model, prompt, params):
-                if piece["text"]:
-                    yield chunk({"content": piece["text"]})
-                if "finish_reason" in piece:
-                    yield chunk({}, piece["finish_reason"], usage=piece["usage"])
-        except Exception as exc:
-            body = json.loads(self._generation_failed(exc).body)
-            yield f"data: {json.dumps(body)}\n\n"
-        yield "data: [DONE]\n\n"
-
-    async def _parse(self, request: Request, model):
-        """Auth, size limit, JSON and schema checks; a 4xx JSONResponse on any failure."""
-        if (denied := self._deny(request)) is not None:
-            return denied
-        raw = await request.body()
-        # text (escaped, at most 2x) plus JSON framing per message
-        if len(raw) > 2 * self.config.max_request_chars + 64 * self.config.query.max_messages:
-            return error_response(413, "request body too large", "invalid_request_error")
-        try:
-            parsed = model.model_validate(json.loads(raw or b"null"))
-        except json.JSONDecodeError as exc:
-            return error_response(400, f"malformed JSON: {exc}", "invalid_request_error")
-        except ValidationError as exc:
-            return invalid_request(exc)
-        text = sum(len(m.content) for m in parsed.messages) if hasattr(parsed, "messages") \
-            else len(parsed.query)  # fmt: skip
-        if text > self.config.max_request_chars:
-            return error_response(
-                400, f"input of {text} characters exceeds the limit of "
-                f"{self.config.max_request_chars}", "invalid_request_error", "messages",
-                "context_length_exceeded",
-            )  # fmt: skip
-        return parsed
-
-    def _check_k(self, k: int) -> JSONResponse | None:
-        limit = self.config.retriever.max_k
-        if k > limit:
-            return error_response(400, f"k must be between 1 and {limit}, got {k}",
-                                  "invalid_request_error", "k")  # fmt: skip
-        return None
-
-    # Helpers live on the class: Serve ships the ingress class by value, and module-level
-    # helpers referenced only from comprehensions were missing on the replica.
-    @staticmethod
-    def _source(hit: dict) -> dict:
-        return {key: hit[key] for key in ("id", "score", "source", "heading", "doc_id", "text")}
-
-    @staticmethod
-    def _generation_failed(exc: Exception) -> JSONResponse:
-        cause = exc.cause if hasattr(exc, "cause") and exc.cause else exc
-        if isinstance(cause, UnknownModel):
-            return error_response(404, str(cause), "invalid_request_error", "model")
-        return error_response(500, f"generation failed: {type(cause).__name__}: {cause}",
-                              "server_error")  # fmt: skip
-
-    def _deny(self, request: Request) -> JSONResponse | None:
-        if authorised(request.headers.get("authorization"), self.keys):
-            return None
-        return error_response(401, "missing or invalid API key (Authorization: Bearer ...)",
-                              "invalid_request_error", None, "invalid_api_key")  # fmt: skip
+from ragtune.serve.ingress import Ingress
+from ragtune.serve.replicas import Generator, RetrieverDeployment
 
 
 def build_app(config: ServeJobConfig) -> serve.Application:
@@ -221,28 +35,39 @@ def build_app(config: ServeJobConfig) -> serve.Application:
             "logging_config": {"enable_access_log": config.access_log},
         }
 
-    retriever = RetrieverDeployment.options(**options(config.retriever.scaling)).bind(
-        str(config.retriever.index_dir), config.retriever.torch_threads
+    def threads(settings: RetrieverDeploymentConfig | GeneratorDeploymentConfig) -> int | None:
+        return torch_threads(tier, settings.scaling.num_cpus, settings.torch_threads)
+
+    retriever_settings, generator_settings = config.retriever, config.generator
+    retriever = RetrieverDeployment.options(**options(retriever_settings.scaling)).bind(
+        str(retriever_settings.index_dir), threads(retriever_settings)
     )
-    generator = Generator.options(**options(config.generator.scaling)).bind(
-        config.generator.model_dump(mode="json")
+    generator = Generator.options(**options(generator_settings.scaling)).bind(
+        generator_settings, threads(generator_settings)
     )
     keys = load_api_key_hashes(config.api_keys_file, config.api_keys_env)
-    return Ingress.options(**options(config.ingress)).bind(
-        config.model_dump(mode="json"), retriever, generator, keys
-    )
+    return Ingress.options(**options(config.ingress)).bind(config, retriever, generator, keys)
 
 
 def app_builder(args: dict[str, str]) -> serve.Application:
     """Serve application builder for `serve run` / RayService: args {"config": path}."""
-    from cluster.configfile import load_config
-
     return build_app(load_config(ServeJobConfig, args["config"]))
+
+
+def check_inputs(config: ServeJobConfig) -> None:
+    """Fail before deploying when the index, the base model or an adapter folder is missing."""
+    IndexManifest.read(config.retriever.index_dir)
+    generator = config.generator
+    if not is_hub_name(generator.base_model) and not Path(generator.base_model).is_dir():
+        raise InputError(f"base model folder {generator.base_model} not found", "fix generator.base_model")
+    for name, folder in generator.adapters.items():
+        if not Path(folder).is_dir():
+            raise InputError(f"adapter '{name}': folder {folder} not found", "fix generator.adapters")
 
 
 def deploy(config: ServeJobConfig, blocking: bool = False) -> str:
     """Start Serve's HTTP proxy on the configured host/port and (re)deploy the app; its URL."""
+    check_inputs(config)
     serve.start(http_options={"host": config.host, "port": config.port})
-    serve.run(build_app(config), name=config.app_name, route_prefix=config.route_prefix,
-              blocking=blocking)  # fmt: skip
+    serve.run(build_app(config), name=config.app_name, route_prefix=config.route_prefix, blocking=blocking)
     return f"http://{config.host}:{config.port}{config.route_prefix.rstrip('/')}"

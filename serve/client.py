@@ -6,9 +6,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ragtune.core.errors import ClusterError
 
-def ask(url: str, question: str, model: str | None = None, api_key: str | None = None,
-        k: int | None = None, write: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
+
+def ask(
+    url: str,
+    question: str,
+    model: str | None = None,
+    api_key: str | None = None,
+    k: int | None = None,
+    write: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Stream a chat completion from `url`; writes text as it arrives; returns answer+sources."""
     import httpx
 
@@ -18,21 +26,34 @@ def ask(url: str, question: str, model: str | None = None, api_key: str | None =
     if k:
         body["k"] = k
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    endpoint = f"{url.rstrip('/')}/v1/chat/completions"
     answer, sources = [], []
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers,
-                      timeout=300) as response:  # fmt: skip
-        if response.status_code >= 400:
-            response.read()
-            raise RuntimeError(f"{response.status_code}: {response.json()['error']['message']}")
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            event = json.loads(line.removeprefix("data: "))
-            if "error" in event:
-                raise RuntimeError(event["error"]["message"])
-            sources = event.get("sources", sources)
-            piece = event["choices"][0]["delta"].get("content") or ""
-            if piece:
-                answer.append(piece)
-                write(piece)
+    try:
+        with httpx.stream("POST", endpoint, json=body, headers=headers, timeout=300) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ClusterError(f"{endpoint}: HTTP {response.status_code}: {_error_message(response)}")
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line.removeprefix("data: "))
+                if "error" in event:
+                    raise ClusterError(f"{endpoint}: {event['error']['message']}")
+                sources = event.get("sources", sources)
+                piece = event["choices"][0]["delta"].get("content") or ""
+                if piece:
+                    answer.append(piece)
+                    write(piece)
+    except httpx.TransportError as exc:
+        raise ClusterError(
+            f"cannot reach the app at {endpoint}: {exc}", "start it with `ragtune serve`"
+        ) from None
     return {"answer": "".join(answer), "sources": sources}
+
+
+def _error_message(response) -> str:
+    """The message of an OpenAI-shaped error body, else the start of the body."""
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]

@@ -7,15 +7,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cluster.configfile import ModelName, StrictModel
-from cluster.tiers import TierName
-from train.config import TrackingConfig
+from ragtune.cluster.tiers import TierName
+from ragtune.core.config import ModelName, StrictModel
 
 
 def torch_threads_field():
-    """A replica's torch thread count: Ray sets OMP_NUM_THREADS to the CPUs it reserves (at least
-    1), so a replica reserving a fraction of a core computes on one thread unless told more."""
-    return Field(None, ge=1, description="torch threads per replica; default Ray's (the CPUs reserved).")
+    """A replica's torch thread count (`ragtune.cluster.resources.torch_threads`): by default the
+    CPUs it reserves, at least one, so a replica reserving a fraction of a core computes on one
+    thread unless told more."""
+    return Field(
+        None, ge=1, description="torch threads per replica; default the CPUs it reserves (at least 1)."
+    )
 
 
 class ScalingConfig(StrictModel):
@@ -83,9 +85,12 @@ class GeneratorDeploymentConfig(StrictModel):
     )
     batch_size: int = Field(8, ge=1, description="Concurrent completions decoded as one batch (1: none).")
     batch_wait_s: float = Field(
-        0.0, ge=0, le=5, description="How long a batch waits for more requests before decoding "
+        0.0,
+        ge=0,
+        le=5,
+        description="How long a batch waits for more requests before decoding "
         "(0: a lone request starts at once; requests arriving meanwhile form the next batch).",
-    )  # fmt: skip
+    )
     torch_threads: int | None = torch_threads_field()
     scaling: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=1))
 
@@ -139,35 +144,11 @@ class ServeJobConfig(StrictModel):
     api_keys_env: str | None = Field(None, description="Env var holding comma-separated keys.")
     max_request_chars: int = Field(20_000, ge=100, description="Largest total message text.")
     access_log: bool = Field(
-        True, description="A log line per request in each replica (Serve's metrics count requests "
+        True,
+        description="A log line per request in each replica (Serve's metrics count requests "
         "either way); off saves ~2 ms per /v1/retrieve on a 2-core machine.",
-    )  # fmt: skip
+    )
     retriever: RetrieverDeploymentConfig
     generator: GeneratorDeploymentConfig
     ingress: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=0.1))
     query: QueryConfig = Field(default_factory=QueryConfig)
-
-
-class AnswerEvalConfig(StrictModel):
-    """`ragtune eval answers`: base, RAG, fine-tuned and fine-tuned + RAG answer held-out
-    questions through a running Serve app; scored against reference answers."""
-
-    kind: Literal["answer-eval"] = "answer-eval"
-    url: str = Field("http://127.0.0.1:8000", description="Base URL of the running Serve app.")
-    questions: Path = Field(description="JSONL of held-out {id, question, answer} pairs.")
-    limit: int | None = Field(None, ge=1, description="Ask only the first N questions.")
-    base_model: str = Field("base", description="API model name of the base model.")
-    fine_tuned_model: str = Field(description="API model name of the fine-tuned adapter.")
-    k: int = Field(3, ge=1, description="Chunks the RAG systems retrieve per question.")
-    max_tokens: int = Field(64, ge=1, description="Longest answer, in tokens.")
-    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
-    pricing_tier: TierName = Field(
-        "local", description="Tier whose hourly price turns measured time into cost per 1k queries."
-    )
-    api_key_env: str | None = Field(None, description="Env var holding the API key, if auth is on.")
-    output_dir: Path = Field(description="Where answers.md, answers.json and answers.png go.")
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-
-    def tracking_uri(self) -> str:
-        """The MLflow URI: configured, or a SQLite file in the output dir."""
-        return self.tracking.uri(self.output_dir)

@@ -1,21 +1,18 @@
-"""The generator: a causal LM with optional LoRA adapters, prompted by train's RAG prompt."""
+"""The generator model: a causal LM with optional LoRA adapters, prompted by the shared RAG
+prompt; on a GPU when one is visible (bf16), else on CPU (fp32). Serve's deployment around it
+is in `ragtune.serve.replicas`."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray import serve
-
-from serve.config import GeneratorDeploymentConfig
-from train.config import DEFAULT_SYSTEM_PROMPT
-from train.prompt import condense_messages, rag_messages, render_prompt
-
-MANIFEST_FILE = "ragtune_manifest.json"
+from ragtune.core.artifacts import ModelManifest
+from ragtune.core.prompt import DEFAULT_SYSTEM_PROMPT, condense_messages, rag_messages, render_prompt
+from ragtune.serve.config import GeneratorDeploymentConfig
 
 
 @dataclass(frozen=True)
@@ -45,15 +42,18 @@ class GeneratorModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
+        # The one place serving picks its device: bf16 on a GPU, fp32 on CPU.
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
         # A trained adapter folder carries the tokenizer (and chat template) it was trained with.
         trained = [p for p in config.adapters.values() if (Path(p) / "tokenizer_config.json").is_file()]
-        self.tokenizer = AutoTokenizer.from_pretrained(trained[0]) if trained \
-            else AutoTokenizer.from_pretrained(config.base_model, **extra)  # fmt: skip
-        model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32,
-                                                     **extra)  # fmt: skip
+        self.tokenizer = (
+            AutoTokenizer.from_pretrained(trained[0])
+            if trained
+            else AutoTokenizer.from_pretrained(config.base_model, **extra)
+        )
+        model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=dtype, **extra)
         for position, (name, path) in enumerate(config.adapters.items()):
             if position == 0:
                 from peft import PeftModel
@@ -61,7 +61,7 @@ class GeneratorModel:
                 model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
             else:
                 model.load_adapter(str(path), adapter_name=name)
-        self.model = model.eval()
+        self.model = model.to(self.device).eval()
         self.tokenizer.padding_side = "left"  # batched prompts end together, where decoding starts
         configured = model.generation_config.eos_token_id
         self.eos_ids = {
@@ -97,8 +97,7 @@ class GeneratorModel:
         import torch
 
         self._check_model(model)
-        ids = self.tokenizer(prompts, return_tensors="pt", add_special_tokens=False, padding=True)
-        ids = {k: v[:, -self.config.max_input_tokens :] for k, v in ids.items()}
+        ids = self.encode_prompts(prompts)
         kwargs = self._generate_kwargs(ids, params, streamer=None)
         with self._lock, torch.no_grad(), self._adapter(model):
             sequences = self.model.generate(**kwargs).sequences
@@ -112,11 +111,17 @@ class GeneratorModel:
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             cut = _cut_at_stop(text, params.stop)
             stopped = finished or cut is not None or len(new) < kwargs["max_new_tokens"]
-            results.append({
-                "text": text if cut is None else cut, "finish_reason": "stop" if stopped else "length",
-                "usage": {"prompt_tokens": prompt_length, "completion_tokens": len(new),
-                          "total_tokens": prompt_length + len(new)},
-            })  # fmt: skip
+            results.append(
+                {
+                    "text": text if cut is None else cut,
+                    "finish_reason": "stop" if stopped else "length",
+                    "usage": {
+                        "prompt_tokens": prompt_length,
+                        "completion_tokens": len(new),
+                        "total_tokens": prompt_length + len(new),
+                    },
+                }
+            )
         return results
 
     def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
@@ -124,8 +129,7 @@ class GeneratorModel:
         from transformers import TextIteratorStreamer
 
         self._check_model(model)
-        ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        ids = {k: v[:, -self.config.max_input_tokens :] for k, v in ids.items()}
+        ids = self.encode_prompts([prompt])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         output: dict[str, Any] = {}
         kwargs = self._generate_kwargs(ids, params, streamer)
@@ -153,9 +157,18 @@ class GeneratorModel:
         yield {
             "text": "",
             "finish_reason": "stop" if stopped_early else "length",
-            "usage": {"prompt_tokens": ids["input_ids"].shape[1], "completion_tokens": new_tokens,
-                      "total_tokens": ids["input_ids"].shape[1] + new_tokens},
-        }  # fmt: skip
+            "usage": {
+                "prompt_tokens": ids["input_ids"].shape[1],
+                "completion_tokens": new_tokens,
+                "total_tokens": ids["input_ids"].shape[1] + new_tokens,
+            },
+        }
+
+    def encode_prompts(self, prompts: list[str]) -> dict:
+        """Token ids of the prompts, left-padded, cut to their last `max_input_tokens`, on the
+        model's device."""
+        ids = self.tokenizer(prompts, return_tensors="pt", add_special_tokens=False, padding=True)
+        return {k: v[:, -self.config.max_input_tokens :].to(self.device) for k, v in ids.items()}
 
     def _check_model(self, model: str) -> None:
         if model not in self.model_names:
@@ -196,10 +209,10 @@ class GeneratorModel:
             kwargs["streamer"].end()
 
     def _trained_system_prompt(self) -> str:
+        """The system prompt the first ragtune-trained adapter was trained with, else the default."""
         for path in self.config.adapters.values():
-            manifest = Path(path) / MANIFEST_FILE
-            if manifest.is_file():
-                return json.loads(manifest.read_text()).get("system_prompt", DEFAULT_SYSTEM_PROMPT)
+            if (manifest := ModelManifest.find(path)) is not None:
+                return manifest.system_prompt
         return DEFAULT_SYSTEM_PROMPT
 
 
@@ -207,53 +220,3 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str | None:
     """`text` up to the earliest stop string, or None if none occurs."""
     hits = [text.index(s) for s in stops if s and s in text]
     return text[: min(hits)] if hits else None
-
-
-@serve.deployment
-class Generator:
-    """Serve deployment around GeneratorModel; streaming via a generator method."""
-
-    def __init__(self, config: dict[str, Any]):
-        self.model = GeneratorModel(GeneratorDeploymentConfig.model_validate(config))
-        self._complete_batched.set_max_batch_size(self.model.config.batch_size)
-        self._complete_batched.set_batch_wait_timeout_s(self.model.config.batch_wait_s)
-
-    def models(self) -> list[str]:
-        return self.model.model_names
-
-    def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
-        return self.model.prompt(conversation, contexts)
-
-    async def condense(self, conversation: list[dict], max_tokens: int = 48) -> str:
-        """Standalone search question for the conversation's last message (base model, greedy)."""
-        result = await self.complete(self.model.config.model_name, self.model.condense_prompt(conversation),
-                                     condense_params(max_tokens))  # fmt: skip
-        return result["text"].strip()
-
-    async def complete(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
-        result = await self._complete_batched(model, prompt, params)
-        if isinstance(result, Exception):  # Serve's batcher hands back values, so raise here
-            raise result
-        return result
-
-    @serve.batch  # batch size and wait come from the config, set in __init__
-    async def _complete_batched(self, models: list[str], prompts: list[str],
-                                params: list[GenerationParams]) -> list[Any]:  # fmt: skip
-        """Concurrent requests for the same model and sampling settings decode as one batch;
-        a group that fails gets its exception as its result."""
-        import asyncio
-
-        results: list[Any] = [None] * len(prompts)
-        for key in dict.fromkeys(zip(models, params)):
-            members = [i for i, pair in enumerate(zip(models, params)) if pair == key]
-            try:
-                outputs = await asyncio.to_thread(self.model.generate_batch, key[0],
-                                                  [prompts[i] for i in members], key[1])  # fmt: skip
-            except Exception as exc:  # this group fails alone; the others still answer
-                outputs = [exc] * len(members)
-            for i, output in zip(members, outputs):
-                results[i] = output
-        return results
-
-    def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
-        yield from self.model.stream(model, prompt, params)

@@ -75,8 +75,9 @@ def recent_turns_query(conversation: list[dict], turns: int) -> str:
     return " ".join(user_turns(conversation)[-turns:])
 
 
-def plan_query(conversation: list[dict], choice: RetrievalChoice, strategy: str, turns: int,
-               max_chars: int) -> QueryPlan:  # fmt: skip
+def plan_query(
+    conversation: list[dict], choice: RetrievalChoice, strategy: str, turns: int, max_chars: int
+) -> QueryPlan:
     """Decide whether to retrieve and the search text, before any model-based rewrite.
 
     With the `condense` strategy on a multi-turn conversation, the plan's query is the cheap

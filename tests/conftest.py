@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-RAGTUNE = str(Path(sys.executable).parent / "ragtune")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -19,9 +13,9 @@ os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 
 @pytest.fixture(scope="session")
 def local_tier():
-    from cluster.tiers import get_tier
+    from ragtune.cluster.tiers import embedded_tier
 
-    return get_tier("local")
+    return embedded_tier()
 
 
 @pytest.fixture(scope="session")
@@ -38,15 +32,3 @@ def ray_cluster(local_tier):
     )
     yield ray
     ray.shutdown()
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
-    """Run the installed `ragtune` command as a user would."""
-    return subprocess.run(
-        [RAGTUNE, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )

@@ -7,13 +7,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cluster.configfile import ModelName, StrictModel
-from cluster.tiers import TierName, get_tier
+from ragtune.cluster.tiers import TierName, get_tier
+from ragtune.core.config import ModelName, StrictModel
+from ragtune.core.prompt import DEFAULT_SYSTEM_PROMPT
+from ragtune.core.tracking import TrackingConfig
 
 NO_BF16_ACCELERATORS = {"T4", "V100", "P100", "K80", "M60"}  # before compute capability 8.0
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful assistant. Answer the question using the context when it is relevant."
-)
 
 
 class DataConfig(StrictModel):
@@ -80,19 +79,6 @@ class OptimizerConfig(StrictModel):
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
 
 
-class TrackingConfig(StrictModel):
-    """MLflow experiment tracking."""
-
-    experiment: str = Field("ragtune", description="MLflow experiment name.")
-    tracking_uri: str | None = Field(
-        None, description="MLflow tracking URI; default a SQLite file in the output dir."
-    )
-
-    def uri(self, output_dir: Path) -> str:
-        """The configured URI, else `mlflow.db` (SQLite) in `output_dir`."""
-        return self.tracking_uri or f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
-
-
 class TrainJobConfig(StrictModel):
     """`ragtune train`: fine-tune a causal LM with Ray Train × DeepSpeed (× LoRA) on a tier."""
 
@@ -151,5 +137,5 @@ class TrainJobConfig(StrictModel):
         return self.global_batch_size // (self.micro_batch_size * self.num_workers)
 
     def tracking_uri(self) -> str:
-        """The MLflow URI: configured, or a SQLite file in the run directory."""
+        """Where the job's MLflow run goes (`TrackingConfig.uri`)."""
         return self.tracking.uri(self.output_dir)

@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from train.config import DataConfig
-from train.prompt import rag_messages, tokenize_example
+from ragtune.cluster.resources import data_remote_args
+from ragtune.cluster.tiers import HardwareTier
+from ragtune.core.errors import InputError
+from ragtune.core.prompt import rag_messages, tokenize_example
+from ragtune.train.config import DataConfig
 
 IGNORE_INDEX = -100
 
@@ -137,24 +140,28 @@ def read_rows(paths: list[str]):
     return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
-def prepare_data(config: DataConfig, tokenizer_path: str, seed: int) -> PreparedData:
-    """Tokenise the train (and validation) files with Ray Data; split when no val files."""
+def prepare_data(config: DataConfig, tokenizer_path: str, seed: int, tier: HardwareTier) -> PreparedData:
+    """Tokenise the train (and validation) files with Ray Data on `tier`; split when no val files."""
+    import ray
+
     counts: Counter[str] = Counter()
 
     def tokenised(paths: list[str]):
-        data = (
-            read_rows(paths)
-            .map_batches(
-                Tokenize,
-                fn_constructor_kwargs={
-                    "tokenizer_path": tokenizer_path,
-                    "config": config.model_dump(),
-                },
-                batch_size=64,
-                compute=_single_actor(),
+        try:
+            data = (
+                read_rows(paths)
+                .map_batches(
+                    Tokenize,
+                    fn_constructor_kwargs={"tokenizer_path": tokenizer_path, "config": config.model_dump()},
+                    batch_size=64,
+                    compute=ray.data.ActorPoolStrategy(size=1),
+                    **data_remote_args(tier, num_cpus=1, num_gpus=0),
+                )
+                .materialize()
             )
-            .materialize()
-        )
+        except ray.exceptions.RayError as exc:  # a file Ray Data cannot parse as rows
+            reason = str(exc).strip().splitlines()[-1]
+            raise InputError(f"cannot read training rows from {paths}: {reason}", "fix the file") from None
         bad = data.select_columns(["bad"]).filter(lambda row: row["bad"] != "").take_all()
         counts.update(row["bad"] for row in bad)
         return data.filter(lambda row: row["bad"] == "").drop_columns(["bad"]).materialize()
@@ -167,14 +174,8 @@ def prepare_data(config: DataConfig, tokenizer_path: str, seed: int) -> Prepared
             test_size=config.validation_fraction, shuffle=True, seed=seed
         )
     if train.count() == 0:
-        raise ValueError(f"no usable training rows in {config.train_files}: {dict(counts)}")
+        raise InputError(f"no usable training rows in {config.train_files}: {dict(counts)}", "fix the data")
     return PreparedData(train, validation, train.count(), validation.count(), dict(counts))
-
-
-def _single_actor():
-    import ray
-
-    return ray.data.ActorPoolStrategy(size=1)
 
 
 def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from train.config import OptimizerConfig, TrainJobConfig
+from ragtune.train.config import OptimizerConfig, TrainJobConfig
 
 
 def deepspeed_config(config: TrainJobConfig, world_size: int) -> dict[str, Any]:

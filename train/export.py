@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from cluster.atomic import atomic_dir, write_json_atomic
-from train.trainer import MANIFEST_FILE
-
-
-def read_model_manifest(model_dir: Path) -> dict:
-    """The manifest `ragtune train` wrote beside a model or adapter."""
-    path = model_dir / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} missing: {model_dir} is not a ragtune model directory")
-    return json.loads(path.read_text())
+from ragtune.core.artifacts import ModelManifest
+from ragtune.core.atomic import atomic_dir
+from ragtune.core.errors import InputError
 
 
 def merge_adapter(run_dir: Path) -> Path:
@@ -23,16 +15,16 @@ def merge_adapter(run_dir: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_dir = run_dir / "model"
-    manifest = read_model_manifest(model_dir)
-    if not manifest["adapter"]:
-        raise ValueError(f"{model_dir} is a full fine-tune already; nothing to merge")
-    extra = {"gguf_file": manifest["gguf_file"]} if manifest.get("gguf_file") else {}
-    base = AutoModelForCausalLM.from_pretrained(manifest["base_model"], **extra)
+    manifest = ModelManifest.read(model_dir)
+    if not manifest.adapter:
+        raise InputError(f"{model_dir} is a full fine-tune already", "use it as it is; nothing to merge")
+    extra = {"gguf_file": manifest.gguf_file} if manifest.gguf_file else {}
+    base = AutoModelForCausalLM.from_pretrained(manifest.base_model, **extra)
     merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
     target = run_dir / "merged"
     with atomic_dir(target) as tmp:
         merged.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
-        write_json_atomic(tmp / MANIFEST_FILE, {**manifest, "adapter": False,
-                                                "merged_from": str(model_dir)})  # fmt: skip
+        inherited = manifest.model_dump(exclude={"created_at", "versions", "adapter", "merged_from"})
+        ModelManifest(**inherited, adapter=False, merged_from=str(model_dir)).write(tmp)
     return target

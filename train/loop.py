@@ -16,9 +16,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from train.config import TrainJobConfig
-from train.data import pad_batch
-from train.deepspeed_setup import deepspeed_config, lr_lambda
+from ragtune.cluster.resources import set_torch_threads
+from ragtune.train.config import TrainJobConfig
+from ragtune.train.data import pad_batch
+from ragtune.train.deepspeed_setup import deepspeed_config, lr_lambda
 
 STATE_TAG = "state"  # DeepSpeed checkpoint tag inside each Ray checkpoint
 MODEL_DIR = "model"  # the loadable adapter / model inside each Ray checkpoint
@@ -29,12 +30,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import deepspeed
     import ray.train
 
-    config = TrainJobConfig.model_validate(loop_config["job"])
+    config: TrainJobConfig = loop_config["job"]
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(config.seed + rank)
-    if loop_config.get("torch_threads"):  # Ray sets OMP_NUM_THREADS=1; use the CPUs reserved
-        torch.set_num_threads(loop_config["torch_threads"])
+    set_torch_threads(loop_config["torch_threads"])
 
     tokenizer, model = _load_model(config)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -120,10 +120,17 @@ def _load_model(config: TrainJobConfig):
         from peft import LoraConfig, get_peft_model
 
         lora = config.lora
-        model = get_peft_model(model, LoraConfig(
-            task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=lora.target_modules, layers_to_transform=lora.layers_to_transform,
-        ))  # fmt: skip
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type="CAUSAL_LM",
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                layers_to_transform=lora.layers_to_transform,
+            ),
+        )
     return tokenizer, model
 
 
@@ -208,8 +215,7 @@ def _save_model(engine, out: Path, config: TrainJobConfig, rank: int) -> None:
 
 def _write_model(module, out: Path, config: TrainJobConfig) -> None:
     if config.lora is not None:
-        state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()
-                 if "lora_" in k}  # fmt: skip
+        state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items() if "lora_" in k}
         module.save_pretrained(out, state_dict=state)
     else:
         module.save_pretrained(out)
@@ -219,7 +225,7 @@ def _tracker(loop_config: dict, rank: int):
     """MLflow client for rank 0 (one run per job, created by the driver); None elsewhere."""
     if rank != 0 or not loop_config.get("mlflow_run_id"):
         return None
-    from train.tracking import RunLogger
+    from ragtune.core.tracking import RunLogger
 
     return RunLogger(loop_config["tracking_uri"], loop_config["mlflow_run_id"])
 
@@ -228,6 +234,9 @@ def _progress_line(step: int, total: int, metrics: dict[str, float]) -> str:
     parts = [f"step {step}/{total}", f"loss {metrics['train_loss']:.4f}"]
     if "val_loss" in metrics:
         parts.append(f"val_loss {metrics['val_loss']:.4f}")
-    parts += [f"lr {metrics['lr']:.2e}", f"{metrics['tokens_per_s']:.0f} tok/s",
-              f"input wait {metrics['input_wait_frac']:.0%}"]  # fmt: skip
+    parts += [
+        f"lr {metrics['lr']:.2e}",
+        f"{metrics['tokens_per_s']:.0f} tok/s",
+        f"input wait {metrics['input_wait_frac']:.0%}",
+    ]
     return " | ".join(parts)

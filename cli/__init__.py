@@ -1,0 +1,1 @@
+"""The `ragtune` command, split by verb group; every verb is a thin call into a package."""

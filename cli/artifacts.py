@@ -1,0 +1,70 @@
+"""Verbs that use what the jobs made: search or edit an index, export a model, ask the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+app = typer.Typer()
+
+
+@app.command()
+def search(
+    index_dir: Path,
+    query: str,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many chunks.")] = 5,
+    mode: Annotated[Literal["dense", "bm25", "hybrid"], typer.Option(help="Search mode.")] = "dense",
+) -> None:
+    """Search an index directory and print the top chunks with scores and sources."""
+    from ragtune.retrieval.search import Retriever
+
+    for rank, hit in enumerate(Retriever(index_dir).search(query, k, mode), start=1):
+        snippet = " ".join(hit.text.split())[:160]
+        typer.echo(f"{rank}. [{hit.score:.3f}] {hit.source} — {hit.heading}\n   {snippet}")
+
+
+@app.command()
+def delete(
+    index_dir: Path,
+    sources: Annotated[list[str], typer.Argument(help="Source paths whose chunks to remove.")],
+) -> None:
+    """Remove documents from an index by source path, without a rebuild."""
+    from ragtune.retrieval.job import delete_sources
+
+    typer.echo(f"removed {delete_sources(index_dir, sources)} chunks from {index_dir}")
+
+
+@app.command()
+def export(
+    run_dir: Path,
+    merge: Annotated[bool, typer.Option("--merge", help="Fold the LoRA adapter into the base.")] = False,
+) -> None:
+    """Export a training run's model; --merge writes standalone merged weights."""
+    from ragtune.core.artifacts import ModelManifest
+    from ragtune.train.export import merge_adapter
+
+    if not merge:
+        manifest = ModelManifest.read(run_dir / "model")
+        kind = "adapter" if manifest.adapter else "model"
+        typer.echo(f"{run_dir / 'model'}: {kind} for {manifest.base_model} (use --merge)")
+        return
+    typer.echo(f"merged model written to {merge_adapter(run_dir)}")
+
+
+@app.command()
+def query(
+    question: str,
+    url: Annotated[str, typer.Option(help="Base URL of the served app.")] = "http://127.0.0.1:8000",
+    model: Annotated[str | None, typer.Option(help="Model or adapter name.")] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, help="Chunks to retrieve.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="RAGTUNE_API_KEY")] = None,
+) -> None:
+    """Ask the served app a question: the answer streams, then its sources."""
+    from ragtune.serve.client import ask
+
+    result = ask(url, question, model, api_key, k, lambda piece: typer.echo(piece, nl=False))
+    typer.echo("\n\nsources:")
+    for rank, source in enumerate(result["sources"], start=1):
+        typer.echo(f"  {rank}. [{source['score']:.3f}] {source['source']} — {source['heading']}")

@@ -1,0 +1,135 @@
+"""Job verbs: index, tune-embedder, train, serve and demo, each on the cluster from --address,
+else the `ragtune up` one, else an embedded Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragtune.cli.common import AddressOption, SetOption, TiersOption, load_job_config
+
+app = typer.Typer()
+
+
+@app.command()
+def index(
+    config: Path,
+    set_: SetOption = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Embed only new/changed files; drop removed ones.")
+    ] = False,
+    address: AddressOption = None,
+    tiers: TiersOption = None,
+) -> None:
+    """Chunk, embed (Ray Data on the config's tier) and index documents into FAISS."""
+    from ragtune.cluster.local import ray_session
+    from ragtune.retrieval.job import check_inputs, run_index_job
+
+    job = load_job_config(config, set_, expect="index")
+    check_inputs(job, update)  # before a Ray starts
+    with ray_session(address):
+        typer.echo(run_index_job(job, update=update).summary())
+
+
+@app.command("tune-embedder")
+def tune_embedder(
+    config: Path, set_: SetOption = None, address: AddressOption = None, tiers: TiersOption = None
+) -> None:
+    """Adapt an embedding model to a corpus (headings → their sections) on the config's tier."""
+    from ragtune.cluster.local import ray_session
+    from ragtune.retrieval.adapt import check_inputs, run_tune_job
+
+    job = load_job_config(config, set_, expect="embedder")
+    check_inputs(job)
+    with ray_session(address):
+        typer.echo(run_tune_job(job).summary())
+
+
+@app.command()
+def train(
+    config: Path,
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in output_dir.")] = False,
+    address: AddressOption = None,
+    tiers: TiersOption = None,
+) -> None:
+    """Fine-tune with Ray Train × DeepSpeed (× LoRA) on the config's tier, tracked in MLflow."""
+    from ragtune.cluster.local import ray_session
+    from ragtune.train.trainer import check_inputs, run_train_job
+
+    job = load_job_config(config, set_, expect="train")
+    check_inputs(job)
+    with ray_session(address):
+        typer.echo(run_train_job(job, resume=resume).summary())
+
+
+@app.command("serve")
+def serve_(
+    config: Annotated[Path | None, typer.Argument(help="Serve config (not needed with --down).")] = None,
+    set_: SetOption = None,
+    down: Annotated[bool, typer.Option("--down", help="Delete the app instead.")] = False,
+    app_name: Annotated[str, typer.Option(help="App to delete with --down.")] = "ragtune",
+    address: AddressOption = None,
+    tiers: TiersOption = None,
+) -> None:
+    """Deploy the Ingress → Retriever → Generator app and print its URL (redeploys in place).
+
+    On a running cluster (`ragtune up` or --address) it returns once deployed; on an embedded
+    Ray it keeps serving until interrupted.
+    """
+    from ragtune.cluster.local import ray_session, running_cluster
+
+    if config is None and not down:
+        raise typer.BadParameter("give a serve config, or --down")
+    job = None if down else load_job_config(config, set_, expect="serve")
+    if job is not None:
+        from ragtune.serve.app import check_inputs
+
+        check_inputs(job)
+    with ray_session(address) as where:
+        from ray import serve
+
+        if down:
+            serve.delete(app_name)
+            typer.echo(f"deleted serve app {app_name}")
+            return
+        from ragtune.serve.app import deploy
+
+        url = deploy(job)
+        typer.echo(f"serving {job.app_name} at {url}/v1 (ray: {where})")
+        if where == "embedded" and running_cluster() is None:
+            typer.echo("embedded Ray: serving until Ctrl-C (use `ragtune up` to keep it running)")
+            _wait_forever()
+
+
+def _wait_forever() -> None:
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Argument(help="Demo config.")] = Path("configs/demo.yaml"),
+    set_: SetOption = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The config's smaller, faster variant.")] = False,
+    address: AddressOption = None,
+    tiers: TiersOption = None,
+) -> None:
+    """Index the docs, fine-tune on RAG examples, serve, and compare four systems on held-out questions."""
+    from ragtune.cluster.local import ray_session
+    from ragtune.demo.pipeline import check_inputs, run_demo
+
+    job = load_job_config(config, set_, expect="demo")
+    job = job.quick_variant() if quick else job
+    check_inputs(job)
+    with ray_session(address):
+        result = run_demo(job)
+    typer.echo("\n" + result.answers.table())
+    typer.echo(f"\ndemo finished in {result.seconds / 60:.1f} min; report in {result.answers.report_dir}")

@@ -1,0 +1,125 @@
+"""Retrieval evaluation: recall@k, MRR@k and nDCG@k against relevance judgements (JSONL)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from ragtune.core.atomic import write_json_atomic
+from ragtune.core.config import StrictModel
+from ragtune.core.errors import InputError
+from ragtune.eval.report import markdown_table, read_lines
+from ragtune.retrieval.search import Retriever, SearchMode
+
+
+class Judgement(StrictModel):
+    """One query and the document ids that answer it (a line of the queries JSONL)."""
+
+    query: str = Field(min_length=1)
+    relevant: list[str] = Field(min_length=1)
+
+
+class RetrievalEvalConfig(StrictModel):
+    """`ragtune eval retrieval`: score an index on queries with known relevant documents."""
+
+    kind: Literal["retrieval-eval"] = "retrieval-eval"
+    index_dir: Path = Field(description="Index directory built by `ragtune index`.")
+    queries: Path = Field(description='JSONL lines {"query": ..., "relevant": [doc_id, ...]}.')
+    k: list[int] = Field([1, 5, 10], min_length=1, description="Cut-offs to report.")
+    modes: list[Literal["dense", "bm25", "hybrid"]] = Field(
+        ["dense", "bm25", "hybrid"], min_length=1, description="Search modes to compare."
+    )
+    output: Path | None = Field(None, description="Write the figures here as JSON.")
+
+
+def recall_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    """Share of the relevant documents found in the top k."""
+    return len(set(ranked[:k]) & relevant) / len(relevant)
+
+
+def mrr_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    """1 / rank of the first relevant document in the top k, else 0."""
+    for rank, doc in enumerate(ranked[:k], start=1):
+        if doc in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    """Binary-gain nDCG: DCG of the ranking over DCG of an ideal one."""
+    dcg = sum(1 / math.log2(rank + 1) for rank, d in enumerate(ranked[:k], 1) if d in relevant)
+    ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(len(relevant), k) + 1))
+    return dcg / ideal
+
+
+def read_judgements(path: Path) -> list[Judgement]:
+    """Parse the queries JSONL, naming the line of any bad record."""
+    judgements = []
+    for line_no, line in enumerate(read_lines(path), start=1):
+        if line.strip():
+            try:
+                judgements.append(Judgement.model_validate_json(line))
+            except ValueError as exc:
+                reason = str(exc).splitlines()[-1].strip() if str(exc).strip() else "invalid"
+                raise InputError(
+                    f"{path}:{line_no}: not a judged query ({reason})",
+                    'each line must be {"query": ..., "relevant": [doc_id, ...]}',
+                ) from None
+    if not judgements:
+        raise InputError(f"{path}: no queries")
+    return judgements
+
+
+def ranked_documents(retriever: Retriever, queries: list[str], k: int, mode: SearchMode):
+    """For each query, the distinct doc ids of its hits in rank order (k of them at most)."""
+    rankings = []
+    for hits in retriever.search_batch(queries, 3 * k, mode):
+        docs = list(dict.fromkeys(hit.doc_id for hit in hits))
+        rankings.append(docs[:k])
+    return rankings
+
+
+def evaluate(
+    retriever: Retriever, judgements: list[Judgement], ks: list[int], modes: list[SearchMode]
+) -> dict[str, dict[str, float]]:
+    """Mean recall@k, MRR@k and nDCG@k per search mode."""
+    queries = [j.query for j in judgements]
+    depth = max(ks)
+    results = {}
+    for mode in modes:
+        rankings = ranked_documents(retriever, queries, depth, mode)
+        scores: dict[str, float] = {}
+        for k in ks:
+            for name, metric in (("recall", recall_at_k), ("mrr", mrr_at_k), ("ndcg", ndcg_at_k)):
+                values = [metric(r, set(j.relevant), k) for r, j in zip(rankings, judgements)]
+                scores[f"{name}@{k}"] = sum(values) / len(values)
+        results[mode] = scores
+    return results
+
+
+@dataclass(frozen=True)
+class RetrievalEvalResult:
+    """Mean scores per search mode, e.g. scores["dense"]["recall@10"]."""
+
+    scores: dict[str, dict[str, float]]
+
+    def table(self) -> str:
+        """One row per mode, one column per metric."""
+        columns = list(next(iter(self.scores.values())))
+        rows = [[mode, *(f"{scores[c]:.3f}" for c in columns)] for mode, scores in self.scores.items()]
+        return markdown_table(["mode", *columns], rows)
+
+
+def run_retrieval_eval(config: RetrievalEvalConfig) -> RetrievalEvalResult:
+    """Evaluate the index in `config`; write the scores as JSON if asked."""
+    judgements = read_judgements(config.queries)
+    retriever = Retriever(config.index_dir)
+    result = RetrievalEvalResult(evaluate(retriever, judgements, config.k, config.modes))
+    if config.output:
+        write_json_atomic(config.output, result.scores)
+    return result

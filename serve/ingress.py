@@ -1,0 +1,252 @@
+"""The ingress: FastAPI, OpenAI-compatible; validates, authorises, plans the query, then calls the
+retriever and generator replicas.
+
+No `from __future__ import annotations` here: FastAPI must see real annotations on the
+ingress methods, or it takes `request: Request` for a query parameter.
+"""
+
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from ragtune.serve.api import ChatRequest, RetrieveRequest, authorised, error_response, invalid_request
+from ragtune.serve.config import ServeJobConfig
+from ragtune.serve.generator import GenerationParams, UnknownModel
+from ragtune.serve.query import QueryPlan, normalise, plan_query
+
+api = FastAPI(title="ragtune")
+logger = logging.getLogger("ray.serve")
+
+
+@serve.deployment
+@serve.ingress(api)
+class Ingress:
+    """HTTP front: validates, authorises, retrieves on the last user turn, then generates."""
+
+    def __init__(
+        self,
+        config: ServeJobConfig,
+        retriever: DeploymentHandle,
+        generator: DeploymentHandle,
+        key_hashes: frozenset[str],
+    ):
+        self.config = config  # validated where the app was built: replicas need no tiers file
+        self.retriever, self.generator = retriever, generator
+        self.keys = key_hashes
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/v1/models")
+    async def models(self, request: Request):
+        if (denied := self._deny(request)) is not None:
+            return denied
+        names = await self.generator.models.remote()
+        base = self.config.generator.model_name
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": name,
+                    "object": "model",
+                    "owned_by": "ragtune",
+                    "root": self.config.generator.base_model,
+                    "adapter": name != base,
+                }
+                for name in names
+            ],
+        }
+
+    @api.post("/v1/retrieve")
+    async def retrieve(self, request: Request):
+        parsed = await self._parse(request, RetrieveRequest)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        k = parsed.k or self.config.retriever.k
+        if (bad := self._check_k(k)) is not None:
+            return bad
+        mode = parsed.mode or self.config.retriever.mode
+        hits = await self.retriever.search.remote(parsed.query, k, mode)
+        return {"object": "list", "data": hits}
+
+    @api.post("/v1/chat/completions")
+    async def chat(self, request: Request):
+        parsed = await self._parse(request, ChatRequest)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        k = parsed.k or self.config.retriever.k
+        if (bad := self._check_k(k)) is not None:
+            return bad
+        model = parsed.model or self.config.generator.served_default
+        names = self.config.generator.model_names  # one app version: the ingress and generator agree
+        if model not in names:
+            return error_response(
+                404,
+                f"model '{model}' is not served; available: {names}",
+                "invalid_request_error",
+                "model",
+                "model_not_found",
+            )
+        conversation = [m.model_dump() for m in parsed.messages]
+        if len(conversation) > self.config.query.max_messages:
+            return error_response(
+                400,
+                f"the conversation has {len(conversation)} messages; the limit "
+                f"is {self.config.query.max_messages}",
+                "invalid_request_error",
+                "messages",
+                "context_length_exceeded",
+            )
+        plan = await self._plan(conversation, parsed.retrieval)
+        mode = parsed.retrieval_mode or self.config.retriever.mode
+        hits = await self.retriever.search.remote(plan.query, k, mode) if plan.retrieval else []
+        prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
+        params = GenerationParams(
+            max_tokens=parsed.max_completion_tokens
+            or parsed.max_tokens
+            or self.config.generator.max_new_tokens,
+            temperature=parsed.temperature,
+            top_p=parsed.top_p,
+            stop=parsed.stops,
+        )
+        sources = [self._source(hit) for hit in hits]
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        if parsed.stream:
+            return StreamingResponse(
+                self._stream(completion_id, model, prompt, params, sources, plan),
+                media_type="text/event-stream",
+            )
+        try:
+            result = await self.generator.complete.remote(model, prompt, params)
+        except Exception as exc:  # the replica stays up; the client learns what failed
+            return self._generation_failed(exc)
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": result["finish_reason"],
+                    "message": {"role": "assistant", "content": result["text"]},
+                }
+            ],
+            "usage": result["usage"],
+            "sources": sources,
+            "query": plan.to_dict(),
+        }
+
+    async def _plan(self, conversation: list[dict], choice: str) -> QueryPlan:
+        """Intent and search text for this request; logged so an answer's sources can be explained."""
+        query = self.config.query
+        plan = plan_query(conversation, choice, query.rewrite, query.recent_turns, query.max_query_chars)
+        if plan.retrieval and plan.strategy == "condense":
+            condensed = normalise(await self.generator.condense.remote(conversation), query.max_query_chars)
+            plan = dataclasses.replace(plan, query=condensed or plan.query)
+        logger.info("query plan: %s", json.dumps(plan.to_dict()))
+        return plan
+
+    async def _stream(
+        self,
+        completion_id: str,
+        model: str,
+        prompt: str,
+        params: GenerationParams,
+        sources: list[dict],
+        plan: QueryPlan,
+    ):
+        """Server-sent events in OpenAI's chunk format; sources and the query plan ride on the
+        first chunk."""
+
+        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+            body = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return f"data: {json.dumps(body)}\n\n"
+
+        yield chunk({"role": "assistant", "content": ""}, sources=sources, query=plan.to_dict())
+        try:
+            async for piece in self.generator.options(stream=True).stream.remote(model, prompt, params):
+                if piece["text"]:
+                    yield chunk({"content": piece["text"]})
+                if "finish_reason" in piece:
+                    yield chunk({}, piece["finish_reason"], usage=piece["usage"])
+        except Exception as exc:
+            body = json.loads(self._generation_failed(exc).body)
+            yield f"data: {json.dumps(body)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    async def _parse(self, request: Request, model):
+        """Auth, size limit, JSON and schema checks; a 4xx JSONResponse on any failure."""
+        if (denied := self._deny(request)) is not None:
+            return denied
+        raw = await request.body()
+        # text (escaped, at most 2x) plus JSON framing per message
+        if len(raw) > 2 * self.config.max_request_chars + 64 * self.config.query.max_messages:
+            return error_response(413, "request body too large", "invalid_request_error")
+        try:
+            parsed = model.model_validate(json.loads(raw or b"null"))
+        except json.JSONDecodeError as exc:
+            return error_response(400, f"malformed JSON: {exc}", "invalid_request_error")
+        except ValidationError as exc:
+            return invalid_request(exc)
+        text = (
+            sum(len(m.content) for m in parsed.messages) if hasattr(parsed, "messages") else len(parsed.query)
+        )
+        if text > self.config.max_request_chars:
+            return error_response(
+                400,
+                f"input of {text} characters exceeds the limit of {self.config.max_request_chars}",
+                "invalid_request_error",
+                "messages",
+                "context_length_exceeded",
+            )
+        return parsed
+
+    def _check_k(self, k: int) -> JSONResponse | None:
+        limit = self.config.retriever.max_k
+        if k > limit:
+            return error_response(
+                400, f"k must be between 1 and {limit}, got {k}", "invalid_request_error", "k"
+            )
+        return None
+
+    # Helpers live on the class: Serve ships the ingress class by value, and module-level
+    # helpers referenced only from comprehensions were missing on the replica.
+    @staticmethod
+    def _source(hit: dict) -> dict:
+        return {key: hit[key] for key in ("id", "score", "source", "heading", "doc_id", "text")}
+
+    @staticmethod
+    def _generation_failed(exc: Exception) -> JSONResponse:
+        cause = exc.cause if hasattr(exc, "cause") and exc.cause else exc
+        if isinstance(cause, UnknownModel):
+            return error_response(404, str(cause), "invalid_request_error", "model")
+        return error_response(500, f"generation failed: {type(cause).__name__}: {cause}", "server_error")
+
+    def _deny(self, request: Request) -> JSONResponse | None:
+        if authorised(request.headers.get("authorization"), self.keys):
+            return None
+        return error_response(
+            401,
+            "missing or invalid API key (Authorization: Bearer ...)",
+            "invalid_request_error",
+            None,
+            "invalid_api_key",
+        )

@@ -1,0 +1,97 @@
+"""The Serve deployments behind the ingress: the retriever (batched query embedding and search)
+and the generator (batched decoding, streaming). Each sets its torch threads from the resource
+policy before loading its model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from ray import serve
+
+from ragtune.cluster.resources import set_torch_threads
+from ragtune.retrieval.search import Retriever
+from ragtune.serve.config import GeneratorDeploymentConfig
+from ragtune.serve.generator import GenerationParams, GeneratorModel, condense_params
+
+
+@serve.deployment
+class RetrieverDeployment:
+    """Loads the index once per replica; concurrent requests are searched as one batch."""
+
+    def __init__(self, index_dir: str, torch_threads: int | None = None):
+        set_torch_threads(torch_threads)
+        self.retriever = Retriever(index_dir)
+
+    async def search(self, query: str, k: int, mode: str) -> list[dict[str, Any]]:
+        return await self._batched(query, k, mode)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0)
+    async def _batched(self, queries: list[str], ks: list[int], modes: list[str]):
+        """One query-encoder pass per (mode) group, at the deepest k asked in it. No waiting: a
+        lone request runs at once, and requests arriving while a batch runs form the next one."""
+        results: list[list[dict[str, Any]]] = [[] for _ in queries]
+        for mode in set(modes):
+            members = [i for i, m in enumerate(modes) if m == mode]
+            depth = max(ks[i] for i in members)
+            found = self.retriever.search_batch([queries[i] for i in members], depth, mode)
+            for i, hits in zip(members, found):
+                results[i] = [asdict(hit) for hit in hits[: ks[i]]]
+        return results
+
+
+@serve.deployment
+class Generator:
+    """Serve deployment around GeneratorModel; streaming via a generator method."""
+
+    def __init__(self, config: GeneratorDeploymentConfig, torch_threads: int | None = None):
+        set_torch_threads(torch_threads)
+        self.model = GeneratorModel(config)
+        self._complete_batched.set_max_batch_size(self.model.config.batch_size)
+        self._complete_batched.set_batch_wait_timeout_s(self.model.config.batch_wait_s)
+
+    def models(self) -> list[str]:
+        return self.model.model_names
+
+    def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
+        return self.model.prompt(conversation, contexts)
+
+    async def condense(self, conversation: list[dict], max_tokens: int = 48) -> str:
+        """Standalone search question for the conversation's last message (base model, greedy)."""
+        result = await self.complete(
+            self.model.config.model_name,
+            self.model.condense_prompt(conversation),
+            condense_params(max_tokens),
+        )
+        return result["text"].strip()
+
+    async def complete(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
+        result = await self._complete_batched(model, prompt, params)
+        if isinstance(result, Exception):  # Serve's batcher hands back values, so raise here
+            raise result
+        return result
+
+    @serve.batch  # batch size and wait come from the config, set in __init__
+    async def _complete_batched(
+        self, models: list[str], prompts: list[str], params: list[GenerationParams]
+    ) -> list[Any]:
+        """Concurrent requests for the same model and sampling settings decode as one batch;
+        a group that fails gets its exception as its result."""
+        import asyncio
+
+        results: list[Any] = [None] * len(prompts)
+        for key in dict.fromkeys(zip(models, params)):
+            members = [i for i, pair in enumerate(zip(models, params)) if pair == key]
+            try:
+                outputs = await asyncio.to_thread(
+                    self.model.generate_batch, key[0], [prompts[i] for i in members], key[1]
+                )
+            except Exception as exc:  # this group fails alone; the others still answer
+                outputs = [exc] * len(members)
+            for i, output in zip(members, outputs):
+                results[i] = output
+        return results
+
+    def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
+        yield from self.model.stream(model, prompt, params)

@@ -1,0 +1,74 @@
+"""Retrieval metrics against hand-computed values, judgements parsing, and the eval CLI."""
+
+import json
+import math
+
+import pytest
+
+from ragtune.core.errors import InputError
+from ragtune.eval.retrieval import mrr_at_k, ndcg_at_k, read_judgements, recall_at_k
+from tests.helpers import run_cli
+
+RANKED = ["a", "b", "c", "d"]
+
+
+def test_recall():
+    assert recall_at_k(RANKED, {"b", "z"}, 2) == 0.5
+    assert recall_at_k(RANKED, {"d"}, 3) == 0.0
+    assert recall_at_k(RANKED, {"d"}, 4) == 1.0
+
+
+def test_mrr():
+    assert mrr_at_k(RANKED, {"c"}, 5) == pytest.approx(1 / 3)
+    assert mrr_at_k(RANKED, {"c", "a"}, 5) == 1.0
+    assert mrr_at_k(RANKED, {"d"}, 3) == 0.0
+
+
+def test_ndcg():
+    # relevant at ranks 2 and 4; ideal puts them at 1 and 2
+    expected = (1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3))
+    assert ndcg_at_k(RANKED, {"b", "d"}, 4) == pytest.approx(expected)
+    assert ndcg_at_k(RANKED, {"a"}, 4) == 1.0
+
+
+def test_bad_judgement_line_is_named(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"query": "ok", "relevant": ["a"]}\n{"query": "", "relevant": []}\n')
+    with pytest.raises(InputError, match="q.jsonl:2"):
+        read_judgements(path)
+
+
+def test_cli_index_search_eval(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    corpus = [("tea", "Steep green tea for two minutes."), ("rose", "Prune roses in winter.")]
+    (docs / "c.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in corpus))
+    (tmp_path / "index.yaml").write_text(
+        f"kind: index\ndocuments: [{docs}]\noutput_dir: {tmp_path / 'idx'}\n"
+    )
+    (tmp_path / "q.jsonl").write_text(json.dumps({"query": "how to make tea", "relevant": ["tea"]}) + "\n")
+    (tmp_path / "eval.yaml").write_text(
+        f"kind: retrieval-eval\nindex_dir: {tmp_path / 'idx'}\nqueries: {tmp_path / 'q.jsonl'}\n"
+        f"k: [1]\noutput: {tmp_path / 'out.json'}\n"
+    )
+    built = run_cli("index", str(tmp_path / "index.yaml"))
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "2 chunks" in built.stdout
+    found = run_cli("search", str(tmp_path / "idx"), "pruning flowers", "-k", "1")
+    assert found.returncode == 0 and "Prune roses" in found.stdout
+    scored = run_cli("eval", "retrieval", str(tmp_path / "eval.yaml"))
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    assert json.loads((tmp_path / "out.json").read_text())["dense"]["recall@1"] == 1.0
+
+
+def test_cli_index_config_typo_exits_2(tmp_path):
+    (tmp_path / "index.yaml").write_text("kind: index\ndocuments: [x]\noutput_dir: y\nembeding: {model: m}\n")
+    result = run_cli("index", str(tmp_path / "index.yaml"))
+    assert result.returncode == 2
+    assert "did you mean 'embedding'" in result.stderr
+
+
+def test_cli_unknown_tier_in_job_config(tmp_path):
+    (tmp_path / "index.yaml").write_text("kind: index\ndocuments: [x]\noutput_dir: y\n")
+    result = run_cli("validate", str(tmp_path / "index.yaml"), "--set", "tier=gpu-a100")
+    assert result.returncode == 2 and "known tiers" in result.stderr

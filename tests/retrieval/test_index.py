@@ -1,0 +1,145 @@
+"""Index jobs on real Ray Data and FAISS: round trip, update, delete, and damage detection."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ragtune.core.artifacts import MANIFEST_FILE, IndexManifest
+from ragtune.core.errors import ArtifactError
+from ragtune.retrieval.config import IndexJobConfig
+from ragtune.retrieval.index import INDEX_FILE, load_index
+from ragtune.retrieval.job import delete_sources, run_index_job
+from ragtune.retrieval.search import Retriever
+
+DOCS = {
+    "pasta.md": "# Cooking pasta\n\nBoil salted water and cook the pasta for ten minutes.\n",
+    "faiss.rst": "FAISS\n=====\n\nFAISS searches dense vectors by similarity quickly.\n",
+    "ray.txt": "Ray Data shards batch inference over a pool of actors.\n",
+    "garden.html": "<h1>Roses</h1><p>Prune roses in late winter before new growth.</p>",
+    "animals.jsonl": json.dumps({"id": "dog", "text": "Dogs are loyal companions."}) + "\n",
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    for name, text in DOCS.items():
+        (root / name).write_text(text)
+    return root
+
+
+def config(corpus, out, **index):
+    return IndexJobConfig(
+        documents=[str(corpus)],
+        output_dir=out,
+        index=index or {},
+        chunking={"max_tokens": 64, "overlap_tokens": 8},
+    )
+
+
+@pytest.fixture(scope="module")
+def built(ray_cluster, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("idx") / "flat"
+    result = run_index_job(config(corpus, out))
+    return out, result
+
+
+def test_round_trip_finds_the_right_document(built, corpus):
+    out, result = built
+    assert result.num_chunks == 5 and result.skipped == []
+    manifest = IndexManifest.read(out)
+    assert manifest.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest.num_documents == 5 and manifest.num_sources == 5
+    assert manifest.index["type"] == "flat" and len(manifest.corpus_fingerprint) == 16
+    assert manifest.config["documents"] == [str(corpus)] and manifest.versions["faiss-cpu"]
+    hits = Retriever(out).search("how long should I boil spaghetti", k=2)
+    assert hits[0].source == str(corpus / "pasta.md") and hits[0].heading == "Cooking pasta"
+    assert hits[0].score > hits[1].score
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_agree_with_flat(built, corpus, tmp_path, kind):
+    run_index_job(config(corpus, tmp_path / kind, type=kind))
+    approx = Retriever(tmp_path / kind).search_batch(["vector similarity", "roses"], k=1)
+    exact = Retriever(built[0]).search_batch(["vector similarity", "roses"], k=1)
+    assert [h[0].doc_id for h in approx] == [h[0].doc_id for h in exact]
+
+
+def test_bm25_and_hybrid_modes(built, corpus):
+    retriever = Retriever(built[0])
+    lexical = retriever.search("prune roses winter", k=3, mode="bm25")
+    assert lexical[0].source == str(corpus / "garden.html")
+    assert all(h.score > 0 for h in lexical)
+    stemmed = retriever.search("pruning rose", k=3, mode="bm25")  # the text says "Prune roses"
+    assert [h.source for h in stemmed] == [str(corpus / "garden.html")]
+    hybrid = retriever.search("loyal dogs", k=3, mode="hybrid")
+    assert hybrid[0].doc_id == "dog"
+    with pytest.raises(ValueError, match="k must be"):
+        retriever.search("x", k=0)
+
+
+def test_model_mismatch_is_refused(built):
+    with pytest.raises(ArtifactError, match="built with embedding model"):
+        load_index(built[0], expect_model="sentence-transformers/all-mpnet-base-v2")
+
+
+def test_update_embeds_only_changes_and_delete_by_source(ray_cluster, corpus, tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(corpus, docs)
+    out = tmp_path / "idx"
+    run_index_job(config(docs, out))
+    before = load_index(out)
+    kept_id = before.chunks.filter(
+        np.array([s.endswith("faiss.rst") for s in before.chunks["source"].to_pylist()])
+    )["id"][0].as_py()
+
+    (docs / "new.md").write_text("# Tea\n\nSteep green tea for two minutes.\n")
+    (docs / "ray.txt").write_text("Ray Serve deploys models behind HTTP.\n")
+    (docs / "pasta.md").unlink()
+    result = run_index_job(config(docs, out), update=True)
+    assert (result.added_sources, result.removed_sources) == (2, 1)
+    after = load_index(out)
+    assert after.index.ntotal == 5
+    assert str(docs / "pasta.md") not in set(after.chunks["source"].to_pylist())
+    assert kept_id in after.chunks["id"].to_pylist()  # unchanged file was not re-embedded
+    top = Retriever(out).search("green tea", k=1)[0]
+    assert top.source == str(docs / "new.md") and top.id >= before.manifest.next_id
+
+    assert delete_sources(out, [str(docs / "new.md")]) == 1
+    assert str(docs / "new.md") not in load_index(out).chunks["source"].to_pylist()
+
+
+def test_hnsw_delete_rebuilds(ray_cluster, corpus, tmp_path):
+    out = tmp_path / "hnsw"
+    run_index_job(config(corpus, out, type="hnsw"))
+    assert delete_sources(out, [str(corpus / "ray.txt")]) == 1
+    hits = Retriever(out).search("actors batch inference", k=4)
+    assert len(hits) == 4 and str(corpus / "ray.txt") not in {h.source for h in hits}
+
+
+def test_corrupt_or_half_written_index_is_detected(built, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(built[0], damaged)
+    with open(damaged / INDEX_FILE, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"garbage")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        load_index(damaged)
+    (damaged / MANIFEST_FILE).unlink()
+    with pytest.raises(ArtifactError, match="never finished"):
+        load_index(damaged)
+
+
+def test_failed_job_leaves_the_saved_index_untouched(built, tmp_path):
+    saved = tmp_path / "saved"
+    shutil.copytree(built[0], saved)
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    empty = tmp_path / "only-empty"
+    empty.mkdir()
+    (empty / "blank.txt").write_text("   \n")
+    with pytest.raises(ValueError, match="no chunks"):
+        run_index_job(config(empty, saved))
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -1,0 +1,219 @@
+"""Fine-tuning on real Ray Train (2 gloo workers), DeepSpeed ZeRO-2/3, PEFT LoRA and MLflow."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ragtune.core.artifacts import ModelManifest
+from ragtune.core.config import validate_data
+from ragtune.core.errors import ConfigError
+from ragtune.train.config import TrainJobConfig
+from ragtune.train.trainer import TrainError, run_train_job
+from tests.helpers import rag_rows, run_cli, tiny_model, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    bad = [{"question": "Q?", "answer": ""}, {"unrelated": 1}, {"question": "Q?"}]
+    write_jsonl(root / "train.jsonl", rag_rows(96) + bad)
+    write_jsonl(root / "val.jsonl", rag_rows(16, seed=1))
+    return root, tiny_model(root)
+
+
+def job(workspace, name, **overrides) -> TrainJobConfig:
+    root, model = workspace
+    base = {
+        "base_model": str(model),
+        "data": {
+            "train_files": [str(root / "train.jsonl")],
+            "validation_files": [str(root / "val.jsonl")],
+            "max_length": 256,
+        },
+        "num_workers": 2,
+        "micro_batch_size": 4,
+        "global_batch_size": 8,
+        "max_steps": 12,
+        "eval_every_steps": 4,
+        "log_every_steps": 2,
+        "checkpoint_every_steps": 6,
+        "optimizer": {"lr": 2e-2, "schedule": "constant"},
+        "lora": {"r": 16, "alpha": 32},
+        "output_dir": str(root / name),
+    }
+    for key, value in overrides.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) and base.get(key) else value
+    return TrainJobConfig.model_validate(base)
+
+
+def mlflow_history(config: TrainJobConfig, run_id: str, metric: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(config.tracking_uri()).get_metric_history(run_id, metric)
+
+
+def test_zero2_lora_two_workers_learns_and_is_tracked(ray_cluster, workspace):
+    config = job(workspace, "zero2")
+    result = run_train_job(config)
+    val = [
+        m.value
+        for m in sorted(mlflow_history(config, result.mlflow_run_id, "val_loss"), key=lambda m: m.step)
+    ]
+    assert len(val) == 3 and val[-1] < val[0], val  # LoRA on a random base: slow but falling
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(config.tracking_uri()).get_run(result.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["deepspeed.zero_stage"] == "2"
+    assert run.data.params["data.bad_rows"] == "3"
+    assert run.data.params["tier.cost_per_hour"] == "0.0"
+    assert {"train_loss", "val_loss", "lr", "tokens_per_s", "estimated_cost_usd"} <= set(run.data.metrics)
+    manifest = ModelManifest.read(result.model_dir)
+    assert manifest.adapter and manifest.base_model == config.base_model
+    assert manifest.final_metrics["step"] == 12 and manifest.versions["deepspeed"] == "0.19.8"
+
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    model = AutoPeftModelForCausalLM.from_pretrained(result.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
+    prompt = tokenizer("What is the capital of Peru?", return_tensors="pt")
+    output = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert output.shape[1] > prompt["input_ids"].shape[1]
+
+    merged = run_cli("export", str(config.output_dir), "--merge")
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(config.output_dir / "merged")
+    model.eval()
+    assert (plain(**prompt).logits - model(**prompt).logits).abs().max() < 1e-4
+
+
+def test_full_finetune_loss_falls_measurably(ray_cluster, workspace):
+    config = job(workspace, "full", lora=None, optimizer={"lr": 5e-3})
+    result = run_train_job(config)
+    val = [
+        m.value
+        for m in sorted(mlflow_history(config, result.mlflow_run_id, "val_loss"), key=lambda m: m.step)
+    ]
+    assert val[-1] < 0.6 * val[0], val
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(result.model_dir).num_parameters() > 0
+
+
+def test_zero3_lora_resume_continues_step_count(ray_cluster, workspace):
+    config = job(workspace, "zero3", max_steps=6, deepspeed={"zero_stage": 3})
+    first = run_train_job(config)
+    assert first.metrics["step"] == 6
+    with pytest.raises(TrainError, match="--resume"):
+        run_train_job(config)
+    longer = config.model_copy(update={"max_steps": 10})
+    resumed = run_train_job(longer, resume=True)
+    assert resumed.metrics["step"] == 10
+    assert resumed.mlflow_run_id == first.mlflow_run_id
+    steps = {m.step for m in mlflow_history(config, first.mlflow_run_id, "train_loss")}
+    assert {2, 4, 6, 8, 10} <= steps
+
+    from peft import AutoPeftModelForCausalLM
+
+    reloaded = AutoPeftModelForCausalLM.from_pretrained(resumed.model_dir)
+    lora = [p for n, p in reloaded.named_parameters() if "lora_B" in n]
+    assert lora and all(p.abs().sum() > 0 for p in lora)  # gathered, trained, not empty shards
+
+
+def train_worker_pids() -> list[int]:
+    """PIDs of live Ray Train worker processes (their process title names the actor)."""
+    import os
+
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if b"ray::RayTrainWorker" in handle.read():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return sorted(pids)
+
+
+@pytest.mark.slow
+def test_killed_worker_is_recovered_from_checkpoint(ray_cluster, workspace):
+    import os
+    import signal
+
+    config = job(workspace, "killed", max_steps=16, checkpoint_every_steps=4, max_failures=1)
+    killed = []
+
+    def kill_a_worker_after_first_checkpoint():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            if list((config.output_dir / "ray").rglob("checkpoint_*")):
+                pids = train_worker_pids()
+                if pids:
+                    os.kill(pids[-1], signal.SIGKILL)
+                    killed.append(pids[-1])
+            time.sleep(0.5)
+
+    killer = threading.Thread(target=kill_a_worker_after_first_checkpoint, daemon=True)
+    killer.start()
+    result = run_train_job(config)
+    killer.join(timeout=5)
+    assert killed, "no worker was killed"
+    assert result.metrics["step"] == 16
+
+
+def test_bad_configs_fail_at_load_with_the_field(workspace):
+    root, model = workspace
+    base = job(workspace, "x").model_dump(mode="json")
+    cases = [
+        ({"deepspeed": {"precision": "fp16"}}, "fp16 needs a GPU"),
+        ({"global_batch_size": 6}, "multiple of micro_batch_size"),
+        ({"deepspeed": {"zero_stage": 2, "offload_params": True}}, "zero_stage 3"),
+        ({"tier": "gpu-a100"}, "known tiers"),
+        ({"lora": {"alpah": 8}}, "did you mean 'alpha'"),
+    ]
+    for change, message in cases:
+        data = {
+            **base,
+            **{k: {**base[k], **v} if isinstance(v, dict) and base.get(k) else v for k, v in change.items()},
+        }
+        with pytest.raises(ConfigError) as info:
+            validate_data(TrainJobConfig, data, "train.yaml")
+        assert message in str(info.value), (change, str(info.value))
+
+
+def test_bad_rows_are_counted_by_reason(workspace):
+    from ragtune.train.data import Tokenize
+
+    root, model = workspace
+    stage = Tokenize(str(model), {"train_files": ["x"], "max_length": 200})
+    rows = [
+        {"question": "Q?", "context": ["c"], "answer": "A."},
+        {"question": "Q?", "context": ["c"], "answer": " "},
+        {"instruction": None, "question": None, "messages": None},
+        {"question": "Q?", "context": ["long words " * 200], "answer": "A."},
+    ]
+    batch = {
+        key: [row.get(key) for row in rows]
+        for key in ("question", "context", "answer", "instruction", "messages")
+    }
+    reasons = stage(batch)["bad"]
+    assert reasons[0] == ""
+    assert reasons[1] == "empty field 'answer'"
+    assert reasons[2].startswith("unknown format")
+    assert reasons[3] == "longer than max_length 200"
+
+
+def test_train_cli_rejects_bad_config(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(
+        "kind: train\nbase_model: m\ndata: {train_files: [a.jsonl]}\n"
+        "output_dir: out\nepochs: 1\nlearning_rate: 0.1\n"
+    )
+    result = run_cli("train", str(path))
+    assert result.returncode == 2 and "learning_rate" in result.stderr
