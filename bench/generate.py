@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/generate.py [--hidden 64] [--layers 2] [--new-tokens 32] [--batches 1 8]
 
-Builds a random-init Llama (the `ragtune model tiny` shape; `--hidden 1024 --layers 12` is ~140M
+Builds a random-init Llama (the `ragtune model tiny` shape; `--hidden 1024 --layers 12` is 107M
 parameters) and RAG prompts (a question and its retrieved context, through the shared prompt
 format). For each batch size it times `GeneratorModel.generate_batch` (what the Serve generator
 replica runs per batch: tokenise, left-pad, greedy `generate`, cut at EOS and stop strings) against

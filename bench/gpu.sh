@@ -15,10 +15,10 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_DISABLE_USAGE_STATS=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
 python3 -c "import ragtune, ray, deepspeed, torch; print(ragtune.__file__, ray.__version__, deepspeed.__version__, torch.__version__)"
 
-# Training: a 142M-parameter Llama in bf16, ragtune train (Ray Train x DeepSpeed ZeRO-2) vs a plain loop.
+# Training: a 107M-parameter Llama in bf16, ragtune train (Ray Train x DeepSpeed ZeRO-2) vs a plain loop.
 timeout 240 python3 bench/train.py --tier gpu-h200-x1 --hidden 1024 --layers 12 --batch 64 --steps 30 \
     > "$OUT/train.log" 2>&1
-# Generation: the generator's batched decoding vs plain generate, same 142M shape, bf16.
+# Generation: the generator's batched decoding vs plain generate, same 107M shape, bf16.
 timeout 120 python3 bench/generate.py --hidden 1024 --layers 12 --new-tokens 64 --batches 1 8 32 \
     > "$OUT/generate.log" 2>&1
 # Embedding: Ray Data actor on the GPU tier vs plain encode, MiniLM's architecture (random weights).

@@ -42,7 +42,13 @@ def verb_group(help: str | None = None) -> typer.Typer:
         if ctx.invoked_subcommand is None:
             typer.echo(ctx.get_help())
 
-    return typer.Typer(callback=help_without_verb, invoke_without_command=True, help=help)
+    return typer.Typer(
+        callback=help_without_verb,
+        invoke_without_command=True,
+        help=help,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
 
 
 def _use_tiers(path: Path | None) -> Path | None:

@@ -10,6 +10,7 @@ import typer
 
 from ragtune.cli import artifacts, cluster, evaluate, make, run
 from ragtune.cli.common import SetOption, TiersOption, load_job_config, verb_group
+from ragtune.cluster.tiers import TIERS_ENV, use_tiers_file
 from ragtune.core.errors import RagtuneError
 
 app = verb_group(__doc__)
@@ -33,12 +34,16 @@ def main() -> None:
     """Entry point: an expected failure or a usage mistake prints one line and exits non-zero
     (RAGTUNE_DEBUG=1 shows the traceback)."""
     try:
+        if configured := os.environ.get(TIERS_ENV):  # absolute before any work: Ray may move the cwd
+            use_tiers_file(configured)
         sys.exit(app(standalone_mode=False, prog_name="ragtune") or 0)
-    except (RagtuneError, typer.TyperException) as exc:
+    except (RagtuneError, typer.TyperException, OSError) as exc:
         if os.environ.get("RAGTUNE_DEBUG") == "1":
             raise
         usage = isinstance(exc, typer.TyperException)
         message = exc.format_message() if usage else str(exc)
+        if isinstance(exc, OSError):  # a path that cannot be read or written
+            message += "; check the path and its permissions"
         hint = f" (see `{exc.ctx.command_path} --help`)" if usage and getattr(exc, "ctx", None) else ""
         typer.echo(f"error: {' '.join(message.split())}{hint}", err=True)
         sys.exit(exc.exit_code if usage else 2)

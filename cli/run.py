@@ -3,6 +3,7 @@ else the `ragtune up` one, else an embedded Ray."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -84,10 +85,10 @@ def serve_(
     if config is None and not down:
         raise typer.BadParameter("give a serve config, or --down")
     job = None if down else load_job_config(config, set_, expect="serve")
-    if job is not None:
+    if job is not None and address is None and "RAY_ADDRESS" not in os.environ:
         from ragtune.serve.app import check_inputs
 
-        check_inputs(job)
+        check_inputs(job)  # this machine's cluster reads this machine's disk
     with ray_session(address) as where:
         from ray import serve
 

@@ -40,7 +40,9 @@ class ClusterConfig(StrictModel):
         default_factory=lambda: ["pip install 'ragtune[gpu] @ git+https://example.com/ragtune'"],
         description="Commands run on every node after boot.",
     )
-    tiers_file: Path | None = Field(None, description="Tiers file; default configs/tiers.yaml.")
+    tiers_file: Path | None = Field(
+        None, description="Tiers file; default the one in effect (--tiers, RAGTUNE_TIERS, else shipped)."
+    )
 
     @model_validator(mode="after")
     def _cloud_needs_region(self) -> ClusterConfig:

@@ -59,7 +59,9 @@ def start_cluster(
 ) -> LocalCluster:
     """Start a Ray head on 127.0.0.1 advertising `tier`'s resources; return once it answers."""
     if (existing := running_cluster()) is not None:
-        raise ClusterError(f"a ragtune cluster is already running at {existing.address}")
+        raise ClusterError(
+            f"a ragtune cluster is already running at {existing.address}", "use it, or `ragtune down` first"
+        )
     ray_exe = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     log_file = ragtune_home() / "local-cluster.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +205,12 @@ def _wait_until_ready(process: subprocess.Popen, cluster: LocalCluster) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = Path(cluster.log_file).read_text(errors="replace")[-2000:]
-            raise ClusterError(f"ray start exited with {process.returncode}:\n{tail}")
+            lines = Path(cluster.log_file).read_text(errors="replace").strip().splitlines()
+            last = lines[-1] if lines else "no output"
+            raise ClusterError(
+                f"ray start exited with {process.returncode} ({last})",
+                f"see {cluster.log_file}; a port in use?",
+            )
         try:
             with urllib.request.urlopen(f"{cluster.dashboard_url}/api/version", timeout=2):
                 return
@@ -213,7 +219,9 @@ def _wait_until_ready(process: subprocess.Popen, cluster: LocalCluster) -> None:
         except OSError:
             time.sleep(1)
     _signal_group(process.pid, signal.SIGKILL)
-    raise ClusterError(f"the Ray head did not answer within {STARTUP_TIMEOUT_S}s; see {cluster.log_file}")
+    raise ClusterError(
+        f"the Ray head did not answer within {STARTUP_TIMEOUT_S}s", f"see {cluster.log_file}, then try again"
+    )
 
 
 def _write_state(cluster: LocalCluster) -> None:

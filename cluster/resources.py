@@ -53,11 +53,11 @@ def worker_resources(
     return request
 
 
-def scaling_config(tier: HardwareTier, num_workers: int, cpus_per_worker: float | None = None):
+def scaling_config(tier: HardwareTier, num_workers: int, worker_cpus: float | None = None):
     """A Ray Train ScalingConfig that places `num_workers` workers on nodes of `tier`."""
     from ray.train import ScalingConfig
 
-    resources = worker_resources(tier, cpus_per_worker)
+    resources = worker_resources(tier, worker_cpus)
     return ScalingConfig(
         num_workers=num_workers,
         use_gpu=bool(tier.gpus),

@@ -8,6 +8,7 @@ shipped inside ragtune. A node of tier `x` advertises the custom resource `tier:
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.resources
 import os
 from pathlib import Path
@@ -105,21 +106,28 @@ def tiers_file() -> Path:
 
 
 def use_tiers_file(path: str | Path) -> Path:
-    """Make `path` the tiers file of this process and of the Ray workers it starts."""
+    """Make `path` the tiers file of this process and of the Ray workers it starts; it is read
+    now (a bad file fails here, naming itself) and kept: a Ray job's working dir, where a submitted
+    tiers file lies, can be replaced under a running driver."""
     resolved = Path(path).resolve()
-    load_tiers(resolved)  # a bad file fails here, naming itself
+    load_tiers(resolved)
     os.environ[TIERS_ENV] = str(resolved)
     return resolved
 
 
 def load_tiers(path: str | Path | None = None) -> TiersFile:
-    """Load and validate a tiers file (the one in effect by default)."""
-    return load_config(TiersFile, path or tiers_file())
+    """Load and validate a tiers file (the one in effect by default), once per path and process."""
+    return _read_tiers(Path(path or tiers_file()))
 
 
-def get_tier(name: str, path: str | Path | None = None) -> HardwareTier:
-    """Look up one tier by name in the tiers file."""
-    return load_tiers(path).get(name)
+@functools.lru_cache(maxsize=8)
+def _read_tiers(path: Path) -> TiersFile:
+    return load_config(TiersFile, path)
+
+
+def get_tier(name: str) -> HardwareTier:
+    """Look up one tier by name in the tiers file in effect."""
+    return load_tiers().get(name)
 
 
 def embedded_tier() -> HardwareTier:

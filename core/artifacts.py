@@ -100,7 +100,9 @@ class Manifest(BaseModel):
                 data = {key: value for key, value in data.items() if key in cls.model_fields}
             found = data.get("kind")
             if found != kind:
-                raise ArtifactError(f"{folder}: a ragtune folder of kind '{found}', not '{kind}'")
+                raise ArtifactError(
+                    f"{folder}: a ragtune folder of kind '{found}', not '{kind}'", f"give a {kind} folder"
+                )
             if int(data.get("format_version", 0)) > FORMAT_VERSION:
                 raise ArtifactError(
                     f"{path}: format {data['format_version']} is newer than this ragtune reads "
@@ -162,6 +164,6 @@ class EmbedderManifest(Manifest):
     train_pairs: int
     validation_pairs: int
     steps: int
-    loss_curve: list[tuple[int, float]]
+    loss_curve: list[tuple[int, float]] = Field(default_factory=list, description="(step, mean loss).")
     recall_before: float = Field(description="Held-out heading→section recall@1 before training.")
     recall_after: float = Field(description="The same after training.")

@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from ragtune.core.errors import ConfigError
+from ragtune.core.errors import ConfigError, InputError
 
 Model = TypeVar("Model", bound=BaseModel)
 HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # `name` or `org/name`, as Hugging Face repo ids are
@@ -38,6 +38,15 @@ def is_hub_name(name: str) -> bool:
     """Whether a model name that is no local folder can still be a hub repo id; otherwise it
     can only have meant a folder that is missing."""
     return not Path(name).is_dir() and HUB_NAME.fullmatch(name) is not None
+
+
+def require_model(name: str, field: str) -> None:
+    """Refuse a model name that can only mean a local folder, when that folder is missing."""
+    if not is_hub_name(name) and not Path(name).is_dir():
+        raise InputError(
+            f"{field}: model folder {name} not found",
+            "make it first (ragtune model tiny / model import / tune-embedder) or name a hub model",
+        )
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

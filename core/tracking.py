@@ -38,7 +38,7 @@ class RunLogger:
     def __init__(self, tracking_uri: str, run_id: str):
         from mlflow.tracking import MlflowClient
 
-        self.client, self.run_id = MlflowClient(tracking_uri), run_id
+        self.client, self.run_id, self.tracking_uri = MlflowClient(tracking_uri), run_id, tracking_uri
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         import time

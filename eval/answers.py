@@ -122,10 +122,12 @@ def read_pairs(path: Path, limit: int | None = None) -> list[dict[str, str]]:
         except ValueError:
             row = None
         if not (isinstance(row, dict) and row.get("question") and row.get("answer")):
-            raise InputError(f"{path}:{number}: expected a JSON object with 'question' and 'answer'")
+            raise InputError(
+                f"{path}:{number}: expected a JSON object with 'question' and 'answer'", "fix that line"
+            )
         pairs.append(row)
     if not pairs:
-        raise InputError(f"{path}: no question/answer pairs")
+        raise InputError(f"{path}: no question/answer pairs", "point `questions` at a JSONL of pairs")
     return pairs[:limit]
 
 
@@ -149,7 +151,10 @@ def ask(client, config: AnswerEvalConfig, model: str, question: str, retrieve: b
         raise ClusterError(f"cannot reach the app at {url}: {exc}", "start it with `ragtune serve`") from None
     seconds = time.perf_counter() - started
     if response.status_code != 200:
-        raise ClusterError(f"{model}: HTTP {response.status_code} from {url}: {response.text[:300]}")
+        raise ClusterError(
+            f"{model}: HTTP {response.status_code} from {url}: {response.text[:300]}",
+            "check the model names and api_key_env against the served app",
+        )
     reply = response.json()
     return {
         "text": reply["choices"][0]["message"]["content"],

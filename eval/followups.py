@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ragtune.core.config import StrictModel
+from ragtune.core.config import StrictModel, require_model
 from ragtune.core.errors import InputError
 from ragtune.eval.report import markdown_table, read_lines
 from ragtune.eval.retrieval import ranked_documents, read_judgements, recall_at_k
@@ -78,7 +78,9 @@ def document_frequencies(corpus: Path) -> tuple[Counter[str], int]:
             try:
                 text = json.loads(line)["text"]
             except (ValueError, KeyError, TypeError):
-                raise InputError(f"{corpus}:{number}: expected a JSON object with a 'text' field") from None
+                raise InputError(
+                    f"{corpus}:{number}: expected a JSON object with a 'text' field", "fix `corpus`"
+                ) from None
             frequencies.update({w.lower() for w in _WORD.findall(str(text))})
             documents += 1
     return frequencies, documents
@@ -114,6 +116,8 @@ def run_followup_eval(config: FollowupEvalConfig) -> FollowupEvalResult:
     """recall@k per query form."""
     from ragtune.retrieval.search import Retriever
 
+    if config.condense_model:
+        require_model(config.condense_model, "condense_model")
     judgements = read_judgements(config.queries)[: config.limit]
     frequencies, documents = document_frequencies(config.corpus)
     conversations = [followup_conversation(j.query, frequencies, documents) for j in judgements]

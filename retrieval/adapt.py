@@ -30,6 +30,7 @@ from ragtune.cluster.resources import (
 from ragtune.cluster.tiers import get_tier
 from ragtune.core.artifacts import MANIFEST_FILE, EmbedderManifest
 from ragtune.core.atomic import atomic_dir
+from ragtune.core.config import require_model
 from ragtune.core.errors import ConfigError
 from ragtune.core.tracking import start_job_run
 from ragtune.retrieval.config import ChunkingConfig, EmbedderTuneConfig
@@ -206,7 +207,8 @@ def _embed(model, texts: list[str]):
 
 
 def check_inputs(config: EmbedderTuneConfig) -> None:
-    """Fail before any work when the documents match nothing."""
+    """Fail before any work when the documents match nothing or the base model is missing."""
+    require_model(config.base_model, "base_model")
     require_documents(config.documents)
 
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ragtune.core.artifacts import IndexManifest
 from ragtune.core.atomic import atomic_dir
-from ragtune.core.errors import ArtifactError
+from ragtune.core.errors import ArtifactError, InputError
 from ragtune.retrieval.config import IndexConfig
 
 INDEX_FILE, CHUNKS_FILE = "index.faiss", "chunks.parquet"
@@ -103,7 +103,10 @@ class IndexBuilder:
     def finish(self) -> faiss.Index:
         """Train on what was buffered if needed; return a CPU index ready to save."""
         if self.index is None:
-            raise ValueError("no chunks to index: every document was empty or skipped")
+            raise InputError(
+                "no chunks to index: every document was empty or skipped",
+                "see the skipped files and their reasons",
+            )
         if self._pending:
             self._train_and_flush()
         if self._on_gpu:

@@ -12,6 +12,7 @@ import numpy as np
 from ragtune.cluster.resources import check_schedulable, worker_resources
 from ragtune.cluster.tiers import get_tier
 from ragtune.core.artifacts import IndexManifest
+from ragtune.core.config import require_model
 from ragtune.retrieval.config import IndexConfig, IndexJobConfig
 from ragtune.retrieval.embed import embed_chunks, model_identity, resolve_model
 from ragtune.retrieval.index import LoadedIndex, load_index, model_fingerprint, rewrite_index
@@ -45,6 +46,7 @@ class IndexResult:
 
 def check_inputs(config: IndexJobConfig, update: bool = False) -> None:
     """Fail before any work when there is nothing to index, or (`update`) no index to sync."""
+    require_model(config.embedding.model, "embedding.model")
     if update:
         IndexManifest.read(config.output_dir)
     else:
@@ -64,6 +66,8 @@ def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
     if todo:
         tokenizer = resolve_model(config.embedding.model)
         chunks, skipped = read_chunks([str(p) for p in todo], config.chunking, tokenizer, tier)
+        for item in skipped:
+            print(f"skipped {item.source}: {item.reason}")
         expected = chunks.count()
         batches = _embedded_batches(embed_chunks(chunks, config.embedding, tier), config.index)
     manifest = rewrite_index(
@@ -81,8 +85,6 @@ def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
             "config": config.model_dump(mode="json"),
         },
     )
-    for item in skipped:
-        print(f"skipped {item.source}: {item.reason}")
     return IndexResult(
         config.output_dir,
         manifest.num_chunks,

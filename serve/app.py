@@ -11,7 +11,7 @@ from ray import serve
 from ragtune.cluster.resources import serve_actor_options, torch_threads
 from ragtune.cluster.tiers import get_tier
 from ragtune.core.artifacts import IndexManifest
-from ragtune.core.config import is_hub_name, load_config
+from ragtune.core.config import load_config, require_model
 from ragtune.core.errors import InputError
 from ragtune.serve.api import load_api_key_hashes
 from ragtune.serve.config import (
@@ -55,19 +55,19 @@ def app_builder(args: dict[str, str]) -> serve.Application:
 
 
 def check_inputs(config: ServeJobConfig) -> None:
-    """Fail before deploying when the index, the base model or an adapter folder is missing."""
+    """Fail before deploying when the index, the base model, an adapter folder or the API keys
+    file is missing (on this machine: the replicas of a remote cluster read their own disks)."""
     IndexManifest.read(config.retriever.index_dir)
-    generator = config.generator
-    if not is_hub_name(generator.base_model) and not Path(generator.base_model).is_dir():
-        raise InputError(f"base model folder {generator.base_model} not found", "fix generator.base_model")
-    for name, folder in generator.adapters.items():
+    require_model(config.generator.base_model, "generator.base_model")
+    for name, folder in config.generator.adapters.items():
         if not Path(folder).is_dir():
             raise InputError(f"adapter '{name}': folder {folder} not found", "fix generator.adapters")
+    if config.api_keys_file is not None and not config.api_keys_file.is_file():
+        raise InputError(f"api_keys_file {config.api_keys_file} not found", "fix api_keys_file")
 
 
 def deploy(config: ServeJobConfig, blocking: bool = False) -> str:
     """Start Serve's HTTP proxy on the configured host/port and (re)deploy the app; its URL."""
-    check_inputs(config)
     serve.start(http_options={"host": config.host, "port": config.port})
     serve.run(build_app(config), name=config.app_name, route_prefix=config.route_prefix, blocking=blocking)
     return f"http://{config.host}:{config.port}{config.route_prefix.rstrip('/')}"

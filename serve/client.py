@@ -32,13 +32,16 @@ def ask(
         with httpx.stream("POST", endpoint, json=body, headers=headers, timeout=300) as response:
             if response.status_code >= 400:
                 response.read()
-                raise ClusterError(f"{endpoint}: HTTP {response.status_code}: {_error_message(response)}")
+                raise ClusterError(
+                    f"{endpoint}: HTTP {response.status_code}: {_error_message(response)}",
+                    "check --model, -k and --api-key against the served app",
+                )
             for line in response.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 event = json.loads(line.removeprefix("data: "))
                 if "error" in event:
-                    raise ClusterError(f"{endpoint}: {event['error']['message']}")
+                    raise ClusterError(f"{endpoint}: {event['error']['message']}", "see the app's logs")
                 sources = event.get("sources", sources)
                 piece = event["choices"][0]["delta"].get("content") or ""
                 if piece:

@@ -159,9 +159,12 @@ def prepare_data(config: DataConfig, tokenizer_path: str, seed: int, tier: Hardw
                 )
                 .materialize()
             )
-        except ray.exceptions.RayError as exc:  # a file Ray Data cannot parse as rows
+        except ray.exceptions.RayError as exc:  # a file Ray Data cannot parse, or a tokenizer that fails
             reason = str(exc).strip().splitlines()[-1]
-            raise InputError(f"cannot read training rows from {paths}: {reason}", "fix the file") from None
+            raise InputError(
+                f"cannot prepare training rows from {paths}: {reason}",
+                "check the files (JSONL or Parquet rows) and the base model's tokenizer",
+            ) from None
         bad = data.select_columns(["bad"]).filter(lambda row: row["bad"] != "").take_all()
         counts.update(row["bad"] for row in bad)
         return data.filter(lambda row: row["bad"] == "").drop_columns(["bad"]).materialize()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ragtune.core.artifacts import ModelManifest
 from ragtune.core.atomic import atomic_dir
+from ragtune.core.config import require_model
 from ragtune.core.errors import InputError
 
 
@@ -16,6 +17,7 @@ def merge_adapter(run_dir: Path) -> Path:
 
     model_dir = run_dir / "model"
     manifest = ModelManifest.read(model_dir)
+    require_model(manifest.base_model, f"{model_dir}: base_model")
     if not manifest.adapter:
         raise InputError(f"{model_dir} is a full fine-tune already", "use it as it is; nothing to merge")
     extra = {"gguf_file": manifest.gguf_file} if manifest.gguf_file else {}
@@ -25,6 +27,7 @@ def merge_adapter(run_dir: Path) -> Path:
     with atomic_dir(target) as tmp:
         merged.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
-        inherited = manifest.model_dump(exclude={"created_at", "versions", "adapter", "merged_from"})
+        fresh = {"format_version", "created_at", "versions", "adapter", "merged_from"}
+        inherited = manifest.model_dump(exclude=fresh)
         ModelManifest(**inherited, adapter=False, merged_from=str(model_dir)).write(tmp)
     return target

@@ -47,10 +47,16 @@ def build_tiny_llama(
     out_dir: Path, texts: Iterable[str], hidden_size: int = 64, layers: int = 2, seed: int = 0
 ) -> Path:
     """Save a randomly initialised Llama (small by default; `hidden_size` 1024 and 12 `layers` make
-    one of ~140M parameters) and its locally trained tokenizer to `out_dir`."""
+    one of 107M parameters) and its locally trained tokenizer to `out_dir`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    heads = 4 * max(1, hidden_size // 512)  # 4 up to d=512 (as before), head width <= 128 above
+    if hidden_size % (2 * heads):  # rotary embeddings split each head in two halves
+        raise InputError(
+            f"hidden_size {hidden_size} does not split into {heads} heads of even width",
+            f"use a multiple of {2 * heads}",
+        )
     tokenizer = train_tokenizer(texts)
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -58,7 +64,7 @@ def build_tiny_llama(
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=layers,
-        num_attention_heads=max(4, hidden_size // 128),
+        num_attention_heads=heads,
         num_key_value_heads=2,
         max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id,

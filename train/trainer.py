@@ -23,9 +23,9 @@ from ragtune.cluster.resources import (
 from ragtune.cluster.tiers import HardwareTier, get_tier
 from ragtune.core.artifacts import MANIFEST_FILE, ModelManifest
 from ragtune.core.atomic import atomic_dir, write_json_atomic
-from ragtune.core.config import is_hub_name
+from ragtune.core.config import require_model
 from ragtune.core.errors import InputError, RagtuneError
-from ragtune.core.tracking import start_job_run
+from ragtune.core.tracking import STORE_FILE, RunLogger, start_job_run
 from ragtune.train.config import TrainJobConfig
 from ragtune.train.data import prepare_data
 from ragtune.train.loop import MODEL_DIR, train_loop_per_worker
@@ -77,14 +77,15 @@ def run_train_job(config: TrainJobConfig, resume: bool = False) -> TrainResult:
     data = prepare_data(config.data, config.base_model, config.seed, tier)
     print(data.summary())
     total_steps = planned_steps(config, data.train_rows)
-    tracker, run_id = _open_tracking(config, tier, state_file, data)
+    tracker = _open_tracking(config, tier, state_file, data)
+    run_id = tracker.run_id
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "job": config,  # the validated config itself: workers need no tiers file
             "total_steps": total_steps,
             "mlflow_run_id": run_id,
-            "tracking_uri": config.tracking_uri(),
+            "tracking_uri": tracker.tracking_uri,
             "torch_threads": torch_threads(tier, cpus or 1),
         },
         scaling_config=scaling_config(tier, config.num_workers, cpus),
@@ -138,13 +139,12 @@ def estimated_cost(tier: HardwareTier, num_workers: int, seconds: float) -> floa
     return math.ceil(num_workers / per_node) * tier.cost_per_hour * seconds / 3600
 
 
-def _open_tracking(config: TrainJobConfig, tier: HardwareTier, state_file: Path, data):
-    """Open the job's MLflow run, or reopen it on resume (one run per job, not per attempt)."""
-    from ragtune.core.tracking import RunLogger
-
+def _open_tracking(config: TrainJobConfig, tier: HardwareTier, state_file: Path, data) -> RunLogger:
+    """Open the job's MLflow run, or reopen it on resume (one run per job, not per attempt) in the
+    store the run began in."""
     if state_file.exists():
-        run_id = json.loads(state_file.read_text())["mlflow_run_id"]
-        return RunLogger(config.tracking_uri(), run_id), run_id
+        state = json.loads(state_file.read_text())
+        return RunLogger(state.get("tracking_uri") or _store_of_older_runs(config), state["mlflow_run_id"])
     tracker = start_job_run(
         config,
         "train",
@@ -159,8 +159,14 @@ def _open_tracking(config: TrainJobConfig, tier: HardwareTier, state_file: Path,
     )
     run_dir = state_file.parent
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    write_json_atomic(state_file, {"mlflow_run_id": tracker.run_id})
-    return tracker, tracker.run_id
+    write_json_atomic(state_file, {"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.tracking_uri})
+    return tracker
+
+
+def _store_of_older_runs(config: TrainJobConfig) -> str:
+    """Runs begun before run.json recorded their store kept `mlflow.db` inside the run dir."""
+    inside = config.output_dir.resolve() / STORE_FILE
+    return f"sqlite:///{inside}" if inside.is_file() else config.tracking_uri()
 
 
 def _publish_model(config: TrainJobConfig, source: Path, run_dir: Path, metrics: dict, run_id: str) -> Path:
@@ -192,11 +198,7 @@ def check_inputs(config: TrainJobConfig) -> None:
     for path in [*config.data.train_files, *config.data.validation_files]:
         if not Path(path).is_file():
             raise InputError(f"data file {path} not found", "fix data.train_files / data.validation_files")
-    if not is_hub_name(config.base_model) and not Path(config.base_model).is_dir():
-        raise InputError(
-            f"base model folder {config.base_model} not found",
-            "make it (`ragtune model tiny` or `ragtune model import`) or name a hub model",
-        )
+    require_model(config.base_model, "base_model")
 
 
 def data_fingerprint(paths: list[str]) -> str:

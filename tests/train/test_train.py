@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -217,3 +218,21 @@ def test_train_cli_rejects_bad_config(tmp_path):
     )
     result = run_cli("train", str(path))
     assert result.returncode == 2 and "learning_rate" in result.stderr
+
+
+def test_resume_reopens_the_run_in_the_store_it_began_in(workspace, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from ragtune.train.trainer import _open_tracking
+
+    config = job(workspace, "older-run")
+    run_dir = config.output_dir
+    run_dir.mkdir()
+    inside = f"sqlite:///{run_dir / 'mlflow.db'}"  # where runs begun before this version kept it
+    client = MlflowClient(inside)
+    run = client.create_run(client.create_experiment("older"))
+    (run_dir / "run.json").write_text(json.dumps({"mlflow_run_id": run.info.run_id}))
+    tracker = _open_tracking(config, None, run_dir / "run.json", None)
+    assert tracker.tracking_uri == inside and config.tracking_uri() != inside
+    tracker.log_metrics({"train_loss": 1.0}, 1)
+    assert client.get_metric_history(run.info.run_id, "train_loss")[0].value == 1.0
