@@ -70,6 +70,25 @@ class Manifest(BaseModel):
         write_json_atomic(Path(folder) / MANIFEST_FILE, self.model_dump(mode="json"))
 
     @classmethod
+    def check_replaceable(cls, folder: str | Path) -> None:
+        """Refuse to replace `folder` unless it is missing, empty or a ragtune folder of this kind:
+        a typo in an output path must never delete a corpus."""
+        folder = Path(folder)
+        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+            return
+        kind = cls.model_fields["kind"].default
+        try:
+            if cls.find(folder) is not None:
+                return
+            problem = f"is not a ragtune {kind} folder"
+        except ArtifactError as exc:
+            problem = f"is not a readable ragtune {kind} folder ({exc.problem})"
+        raise ArtifactError(
+            f"{folder} exists and {problem}; refusing to replace it",
+            "choose another output path, or remove that folder yourself",
+        )
+
+    @classmethod
     def find(cls: type[Artifact], folder: str | Path) -> Artifact | None:
         """The manifest of `folder`, or None when it has none (a folder ragtune did not make)."""
         folder = Path(folder)

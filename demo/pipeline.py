@@ -50,6 +50,18 @@ def check_inputs(config: DemoConfig) -> None:
             raise InputError(f"{path} missing", f"run `{command}` (make demo does both)")
 
 
+def fresh_run_dir(run_dir: Path) -> None:
+    """Remove the demo's previous training run, so each demo trains afresh; a folder there that
+    holds no run (no run.json) is someone else's and is refused, not deleted."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not (run_dir / "run.json").is_file():
+            raise InputError(
+                f"{run_dir} exists and holds no training run; refusing to delete it",
+                "point work_dir elsewhere, or remove that folder yourself",
+            )
+        shutil.rmtree(run_dir)
+
+
 def split_pairs(config: DemoConfig) -> tuple[list[dict], list[dict]]:
     """(training, held-out) FAQ pairs: a seeded shuffle, so held-out questions are never trained on."""
     pairs = read_pairs(config.faq_file)
@@ -117,7 +129,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
         )
     with stage("fine-tune") as line:
         train_job = config.train_job()
-        shutil.rmtree(train_job.output_dir, ignore_errors=True)  # a fresh run each demo
+        fresh_run_dir(train_job.output_dir)
         line.append(run_train_job(train_job).summary())
     serve_job = config.serve_job()
     try:

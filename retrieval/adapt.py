@@ -209,6 +209,7 @@ def _embed(model, texts: list[str]):
 def check_inputs(config: EmbedderTuneConfig) -> None:
     """Fail before any work when the documents match nothing or the base model is missing."""
     require_model(config.base_model, "base_model")
+    EmbedderManifest.check_replaceable(config.output_dir)
     require_documents(config.documents)
 
 

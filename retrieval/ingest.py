@@ -135,6 +135,8 @@ class Chunker:
             if not line.strip():
                 continue
             record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"line {line_no}: not a JSON object")
             body = record.get(cfg.text_field)
             if not isinstance(body, str):
                 raise ValueError(f"line {line_no}: no string field '{cfg.text_field}'")

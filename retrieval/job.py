@@ -50,6 +50,7 @@ def check_inputs(config: IndexJobConfig, update: bool = False) -> None:
     if update:
         IndexManifest.read(config.output_dir)
     else:
+        IndexManifest.check_replaceable(config.output_dir)
         require_documents(config.documents)
 
 

@@ -1,15 +1,23 @@
-"""OpenAI-compatible request models, error responses and API-key auth for the ingress."""
+"""OpenAI-compatible request models, reading a request body safely, error responses and API-key
+auth for the ingress."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ragtune.core.errors import ConfigError
+
+BODY_READ_TIMEOUT_S = 10.0  # a client trickling its body holds an ingress slot no longer than this
 
 
 class Message(BaseModel):
@@ -28,12 +36,13 @@ class ChatRequest(BaseModel):
 
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
+    n: int = Field(1, ge=1, le=1, description="Choices per request; ragtune returns one.")
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     k: int | None = Field(None, ge=1, description="Chunks to retrieve (ragtune extension).")
     retrieval_mode: Literal["dense", "bm25", "hybrid"] | None = None
     retrieval: Literal["auto", "always", "never"] = Field(
@@ -53,7 +62,7 @@ class ChatRequest(BaseModel):
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop[:4])
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
 class RetrieveRequest(BaseModel):
@@ -74,6 +83,45 @@ def error_response(
     return JSONResponse(status_code=status, content=body)
 
 
+async def read_json(request: Request, max_bytes: int) -> Any | JSONResponse:
+    """The request's JSON body, or a 4xx in OpenAI's shape: a content type other than JSON (415),
+    a body over `max_bytes` by Content-Length or while reading (413), one not sent within
+    BODY_READ_TIMEOUT_S (408), and bodies that are not UTF-8, not JSON, nested too deep, hold
+    numbers Python refuses or text that is not valid Unicode (400)."""
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind != "application/json" and not kind.endswith("+json"):
+        return error_response(
+            415, f"Content-Type must be application/json, got '{kind}'", "invalid_request_error"
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return error_response(413, f"request body over {max_bytes} bytes", "invalid_request_error")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    return error_response(
+                        413, f"request body over {max_bytes} bytes", "invalid_request_error"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        return error_response(
+            408, f"request body not received within {BODY_READ_TIMEOUT_S:g} s", "invalid_request_error"
+        )
+    try:
+        data = json.loads(b"".join(chunks).decode("utf-8") or "null")
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates (\ud800) fail here
+    except UnicodeError:
+        return error_response(400, "the body is not valid UTF-8 / Unicode text", "invalid_request_error")
+    except RecursionError:
+        return error_response(400, "malformed JSON: nested too deeply", "invalid_request_error")
+    except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
+        return error_response(400, f"malformed JSON: {exc}", "invalid_request_error")
+    return data
+
+
 def invalid_request(exc: ValidationError) -> JSONResponse:
     """400 naming the first invalid field."""
     error = exc.errors()[0]
@@ -84,13 +132,20 @@ def invalid_request(exc: ValidationError) -> JSONResponse:
 
 def load_api_key_hashes(keys_file: Path | None, keys_env: str | None) -> frozenset[str]:
     """SHA-256 of the accepted keys, from a file (one per line) and/or an env var
-    (comma-separated), read where the app is built: replicas only ever hold hashes."""
+    (comma-separated), read where the app is built: replicas only ever hold hashes. A source that
+    is named but holds no key is an error: auth never switches off by accident."""
     keys: set[str] = set()
     if keys_file is not None:
-        keys.update(line.strip() for line in keys_file.read_text().splitlines())
+        found = {line.strip() for line in keys_file.read_text().splitlines()} - {""}
+        if not found:
+            raise ConfigError("serve", "api_keys_file", f"{keys_file} holds no API key")
+        keys |= found
     if keys_env:
-        keys.update(part.strip() for part in os.environ.get(keys_env, "").split(","))
-    return frozenset(_digest(k) for k in keys if k)
+        found = {part.strip() for part in os.environ.get(keys_env, "").split(",")} - {""}
+        if not found:
+            raise ConfigError("serve", "api_keys_env", f"environment variable {keys_env} is unset or empty")
+        keys |= found
+    return frozenset(_digest(k) for k in keys)
 
 
 def _digest(key: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -138,10 +139,14 @@ class ServeJobConfig(StrictModel):
     host: str = Field("127.0.0.1", description="HTTP host of Serve's proxy.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     route_prefix: str = Field("/", description="Route prefix of the app.")
-    api_keys_file: Path | None = Field(
-        None, description="File with one accepted API key per line; no keys means no auth."
-    )
+    api_keys_file: Path | None = Field(None, description="File with one accepted API key per line.")
     api_keys_env: str | None = Field(None, description="Env var holding comma-separated keys.")
+    auth: Literal["api_keys", "none"] | None = Field(
+        None,
+        description="api_keys: every route but /healthz needs a key (from api_keys_file / "
+        "api_keys_env, which must hold one); none: an open app, which a non-loopback host must say "
+        "explicitly. Default: api_keys when a key source is set, else none on a loopback host.",
+    )
     max_request_chars: int = Field(20_000, ge=100, description="Largest total message text.")
     access_log: bool = Field(
         True,
@@ -152,3 +157,27 @@ class ServeJobConfig(StrictModel):
     generator: GeneratorDeploymentConfig
     ingress: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=0.1))
     query: QueryConfig = Field(default_factory=QueryConfig)
+
+    @model_validator(mode="after")
+    def _auth_fails_closed(self) -> ServeJobConfig:
+        sources = self.api_keys_file is not None or self.api_keys_env is not None
+        if self.auth == "api_keys" and not sources:
+            raise ValueError("auth: api_keys needs api_keys_file or api_keys_env")
+        if self.auth == "none" and sources:
+            raise ValueError("auth: none, yet api_keys_file / api_keys_env are set; drop one or the other")
+        if self.auth is None and not sources and not _loopback(self.host):
+            raise ValueError(
+                f"serving on {self.host} with no API keys: set api_keys_file or api_keys_env, "
+                "or auth: none to serve openly"
+            )
+        return self
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

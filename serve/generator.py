@@ -196,6 +196,8 @@ class GeneratorModel:
         }
         if sampling:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        if params.stop:  # decoding stops at a stop string (the text is then cut before it)
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         return kwargs
 
     def _run(self, model: str, kwargs: dict, output: dict) -> None:

@@ -13,18 +13,41 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragtune.serve.api import ChatRequest, RetrieveRequest, authorised, error_response, invalid_request
+from ragtune.serve.api import (
+    ChatRequest,
+    RetrieveRequest,
+    authorised,
+    error_response,
+    invalid_request,
+    read_json,
+)
 from ragtune.serve.config import ServeJobConfig
 from ragtune.serve.generator import GenerationParams, UnknownModel
 from ragtune.serve.query import QueryPlan, normalise, plan_query
 
-api = FastAPI(title="ragtune")
+# No /docs, /redoc or /openapi.json: they would answer without the API key.
+api = FastAPI(title="ragtune", docs_url=None, redoc_url=None, openapi_url=None)
 logger = logging.getLogger("ray.serve")
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own errors (unknown route 404, wrong method 405) in OpenAI's shape."""
+    return error_response(
+        exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error"
+    )
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(400, f"invalid request: {exc.errors()[:1]}", "invalid_request_error")
 
 
 @serve.deployment
@@ -76,7 +99,10 @@ class Ingress:
         if (bad := self._check_k(k)) is not None:
             return bad
         mode = parsed.mode or self.config.retriever.mode
-        hits = await self.retriever.search.remote(parsed.query, k, mode)
+        try:
+            hits = await self.retriever.search.remote(parsed.query, k, mode)
+        except Exception as exc:
+            return self._upstream_failed("retrieval", exc)
         return {"object": "list", "data": hits}
 
     @api.post("/v1/chat/completions")
@@ -107,10 +133,13 @@ class Ingress:
                 "messages",
                 "context_length_exceeded",
             )
-        plan = await self._plan(conversation, parsed.retrieval)
         mode = parsed.retrieval_mode or self.config.retriever.mode
-        hits = await self.retriever.search.remote(plan.query, k, mode) if plan.retrieval else []
-        prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
+        try:
+            plan = await self._plan(conversation, parsed.retrieval)
+            hits = await self.retriever.search.remote(plan.query, k, mode) if plan.retrieval else []
+            prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
+        except Exception as exc:
+            return self._upstream_failed("retrieval", exc)
         params = GenerationParams(
             max_tokens=parsed.max_completion_tokens
             or parsed.max_tokens
@@ -129,7 +158,7 @@ class Ingress:
         try:
             result = await self.generator.complete.remote(model, prompt, params)
         except Exception as exc:  # the replica stays up; the client learns what failed
-            return self._generation_failed(exc)
+            return self._upstream_failed("generation", exc)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -188,7 +217,7 @@ class Ingress:
                 if "finish_reason" in piece:
                     yield chunk({}, piece["finish_reason"], usage=piece["usage"])
         except Exception as exc:
-            body = json.loads(self._generation_failed(exc).body)
+            body = json.loads(self._upstream_failed("generation", exc).body)
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 
@@ -196,14 +225,13 @@ class Ingress:
         """Auth, size limit, JSON and schema checks; a 4xx JSONResponse on any failure."""
         if (denied := self._deny(request)) is not None:
             return denied
-        raw = await request.body()
-        # text (escaped, at most 2x) plus JSON framing per message
-        if len(raw) > 2 * self.config.max_request_chars + 64 * self.config.query.max_messages:
-            return error_response(413, "request body too large", "invalid_request_error")
+        # Every character may arrive escaped as a surrogate pair (12 bytes), plus framing per message.
+        max_bytes = 12 * self.config.max_request_chars + 4096 + 256 * self.config.query.max_messages
+        data = await read_json(request, max_bytes)
+        if isinstance(data, JSONResponse):
+            return data
         try:
-            parsed = model.model_validate(json.loads(raw or b"null"))
-        except json.JSONDecodeError as exc:
-            return error_response(400, f"malformed JSON: {exc}", "invalid_request_error")
+            parsed = model.model_validate(data)
         except ValidationError as exc:
             return invalid_request(exc)
         text = (
@@ -234,11 +262,16 @@ class Ingress:
         return {key: hit[key] for key in ("id", "score", "source", "heading", "doc_id", "text")}
 
     @staticmethod
-    def _generation_failed(exc: Exception) -> JSONResponse:
+    def _upstream_failed(stage: str, exc: Exception) -> JSONResponse:
+        """A failed retriever or generator call: the request's own fault is a 4xx; a replica that
+        failed or died is a 503 the client may retry. Never a bare 500."""
         cause = exc.cause if hasattr(exc, "cause") and exc.cause else exc
         if isinstance(cause, UnknownModel):
             return error_response(404, str(cause), "invalid_request_error", "model")
-        return error_response(500, f"generation failed: {type(cause).__name__}: {cause}", "server_error")
+        if isinstance(cause, ValueError):  # UnicodeError included: the input cannot be processed
+            return error_response(400, f"{stage} cannot use this input: {cause}", "invalid_request_error")
+        message = f"{stage} failed: {type(cause).__name__}: {cause}; retry"
+        return error_response(503, message, "server_error", code="service_unavailable")
 
     def _deny(self, request: Request) -> JSONResponse | None:
         if authorised(request.headers.get("authorization"), self.keys):

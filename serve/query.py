@@ -26,6 +26,7 @@ _GREETING = re.compile(
     r"(?:there|so\s+much|a\s+lot|again|everyone|ragtune)?[\s,!.:)]*$",
     re.IGNORECASE,
 )
+GREETING_MAX_CHARS = 80  # longer messages are no greeting; the bound keeps the match linear
 _ABOUT_CONVERSATION = re.compile(
     r"\b(?:what\s+(?:did|have)\s+(?:i|we|you)\s+(?:just\s+)?(?:say|said|ask|asked|mean|talk)"
     r"|(?:summari[sz]e|recap)\s+(?:our|this|the)\s+(?:conversation|chat|discussion)"
@@ -59,7 +60,8 @@ def normalise(text: str, max_chars: int) -> str:
 
 def needs_retrieval(message: str) -> tuple[bool, str]:
     """Greetings and questions about the conversation itself skip retrieval; the rest retrieve."""
-    if _GREETING.match(message.strip()):
+    short = " ".join(message.split()) if len(message) <= 4 * GREETING_MAX_CHARS else ""
+    if 0 < len(short) <= GREETING_MAX_CHARS and _GREETING.match(short):
         return False, "greeting or small talk"
     if _ABOUT_CONVERSATION.search(message):
         return False, "about the conversation itself"

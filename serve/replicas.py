@@ -4,7 +4,7 @@ policy before loading its model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -25,19 +25,26 @@ class RetrieverDeployment:
         self.retriever = Retriever(index_dir)
 
     async def search(self, query: str, k: int, mode: str) -> list[dict[str, Any]]:
-        return await self._batched(query, k, mode)
+        result = await self._batched(query, k, mode)
+        if isinstance(result, Exception):  # Serve's batcher hands back values, so raise here
+            raise result
+        return result
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0)
-    async def _batched(self, queries: list[str], ks: list[int], modes: list[str]):
+    async def _batched(self, queries: list[str], ks: list[int], modes: list[str]) -> list[Any]:
         """One query-encoder pass per (mode) group, at the deepest k asked in it. No waiting: a
-        lone request runs at once, and requests arriving while a batch runs form the next one."""
-        results: list[list[dict[str, Any]]] = [[] for _ in queries]
+        lone request runs at once, and requests arriving while a batch runs form the next one. A
+        group that fails is searched query by query, so only a bad query gets its exception."""
+        results: list[Any] = [[] for _ in queries]
         for mode in set(modes):
             members = [i for i, m in enumerate(modes) if m == mode]
             depth = max(ks[i] for i in members)
-            found = self.retriever.search_batch([queries[i] for i in members], depth, mode)
+            found = each_alone(
+                lambda chunk, depth=depth, mode=mode: self.retriever.search_batch(chunk, depth, mode),
+                [queries[i] for i in members],
+            )
             for i, hits in zip(members, found):
-                results[i] = [asdict(hit) for hit in hits[: ks[i]]]
+                results[i] = hits if isinstance(hits, Exception) else [asdict(hit) for hit in hits[: ks[i]]]
         return results
 
 
@@ -76,22 +83,37 @@ class Generator:
     async def _complete_batched(
         self, models: list[str], prompts: list[str], params: list[GenerationParams]
     ) -> list[Any]:
-        """Concurrent requests for the same model and sampling settings decode as one batch;
-        a group that fails gets its exception as its result."""
+        """Concurrent requests for the same model and sampling settings decode as one batch; if
+        it fails, each request decodes alone, so only a failing one gets its exception."""
         import asyncio
 
         results: list[Any] = [None] * len(prompts)
         for key in dict.fromkeys(zip(models, params)):
             members = [i for i, pair in enumerate(zip(models, params)) if pair == key]
-            try:
-                outputs = await asyncio.to_thread(
-                    self.model.generate_batch, key[0], [prompts[i] for i in members], key[1]
-                )
-            except Exception as exc:  # this group fails alone; the others still answer
-                outputs = [exc] * len(members)
+            batch = [prompts[i] for i in members]
+            outputs = await asyncio.to_thread(
+                each_alone, lambda chunk, key=key: self.model.generate_batch(key[0], chunk, key[1]), batch
+            )
             for i, output in zip(members, outputs):
                 results[i] = output
         return results
 
     def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
         yield from self.model.stream(model, prompt, params)
+
+
+def each_alone(run: Callable[[list], list], items: list) -> list:
+    """`run` over a batch of items; if the batch fails, each item runs alone, so only the failing
+    ones get their exception as their result."""
+    try:
+        return run(items)
+    except Exception as exc:
+        if len(items) == 1:
+            return [exc]
+    outputs: list = []
+    for item in items:
+        try:
+            outputs += run([item])
+        except Exception as exc:  # this item fails alone; the others still answer
+            outputs.append(exc)
+    return outputs

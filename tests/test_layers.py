@@ -4,10 +4,10 @@ cycle, and always name `ragtune.…` (the only name the wheel installs)."""
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from tests.helpers import ROOT
 

@@ -24,6 +24,7 @@ def merge_adapter(run_dir: Path) -> Path:
     base = AutoModelForCausalLM.from_pretrained(manifest.base_model, **extra)
     merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
     target = run_dir / "merged"
+    ModelManifest.check_replaceable(target)
     with atomic_dir(target) as tmp:
         merged.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)

@@ -51,6 +51,7 @@ def build_tiny_llama(
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    check_replaceable(out_dir)
     heads = 4 * max(1, hidden_size // 512)  # 4 up to d=512 (as before), head width <= 128 above
     if hidden_size % (2 * heads):  # rotary embeddings split each head in two halves
         raise InputError(
@@ -88,6 +89,7 @@ def import_gguf(gguf_dir: Path, gguf_file: str, out_dir: Path) -> Path:
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    check_replaceable(out_dir)
     loaded = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
     config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
@@ -100,6 +102,17 @@ def import_gguf(gguf_dir: Path, gguf_file: str, out_dir: Path) -> Path:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out_dir
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a folder that exists and holds no transformers model (no config.json):
+    a typo in an output path must never delete other files."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "config.json").is_file():
+        raise InputError(
+            f"{out_dir} exists and is not a model folder; refusing to replace it",
+            "choose another output path, or remove that folder yourself",
+        )
 
 
 def smollm2_gguf() -> tuple[Path, str]:

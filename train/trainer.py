@@ -199,6 +199,7 @@ def check_inputs(config: TrainJobConfig) -> None:
         if not Path(path).is_file():
             raise InputError(f"data file {path} not found", "fix data.train_files / data.validation_files")
     require_model(config.base_model, "base_model")
+    ModelManifest.check_replaceable(config.output_dir / "model")
 
 
 def data_fingerprint(paths: list[str]) -> str:

@@ -24,6 +24,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     (docs / "tea.md").write_text("# Tea\n\nSteep green tea for two minutes.\n")
     index = write(tmp, "index.yaml", f"kind: index\ndocuments: [{gone}]\noutput_dir: {tmp / 'idx'}\n")
     indexable = write(tmp, "ok-index.yaml", f"kind: index\ndocuments: [{docs}]\noutput_dir: {tmp / 'i'}\n")
+    onto_docs = write(tmp, "onto-docs.yaml", f"kind: index\ndocuments: [{docs}]\noutput_dir: {docs}\n")
     embedder = write(tmp, "embedder.yaml", f"kind: embedder\ndocuments: [{gone}]\noutput_dir: {tmp / 'e'}\n")
     train = write(
         tmp,
@@ -53,6 +54,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "index: no config": (["index", f"{gone}.yaml"], "cannot read"),
         "index: no documents": (["index", index], "no documents"),
         "index --update: no index": (["index", indexable, "--update"], "no such folder"),
+        "index: output onto a corpus": (["index", onto_docs], "refusing to replace it"),
         "tune-embedder": (["tune-embedder", embedder], "no documents"),
         "train": (["train", train], "data file"),
         "serve": (["serve", serve], "no such folder"),
@@ -103,6 +105,7 @@ def test_every_verb_fails_in_one_line(tmp_path):
         ):
             wrong[name] = f"rc={result.returncode} stderr={result.stderr[-600:]!r}"
     assert not wrong, "\n".join(f"{name}: {why}" for name, why in wrong.items())
+    assert (tmp_path / "docs" / "tea.md").is_file()  # nothing a job did not write was deleted
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -181,6 +181,7 @@ def test_bad_files_are_reported_not_fatal(tmp_path, chunker):
     (tmp_path / "bin.txt").write_bytes(b"\x00\x01\x02")
     (tmp_path / "latin.txt").write_bytes(b"\xff\xfe caf\xe9")
     (tmp_path / "bad.jsonl").write_text('{"body": "no text field"}\n')
+    (tmp_path / "list.jsonl").write_text('{"text": "fine"}\n["not", "an", "object"]\n')
     (tmp_path / "ok.txt").write_text("fine text")
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
     (tmp_path / "scanned.pdf").write_bytes(text_pdf([""]))
@@ -196,6 +197,7 @@ def test_bad_files_are_reported_not_fatal(tmp_path, chunker):
     assert "binary" in reasons[str(tmp_path / "bin.txt")]
     assert "UnicodeDecodeError" in reasons[str(tmp_path / "latin.txt")]
     assert "no string field 'text'" in reasons[str(tmp_path / "bad.jsonl")]
+    assert "line 2: not a JSON object" in reasons[str(tmp_path / "list.jsonl")]
     assert "unreadable PDF" in reasons[str(tmp_path / "broken.pdf")]
     assert reasons[str(tmp_path / "scanned.pdf")] == "no text"
     assert "encrypted PDF" in reasons[str(tmp_path / "locked.pdf")]

@@ -9,74 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragtune.retrieval.config import IndexJobConfig
-from ragtune.retrieval.job import run_index_job
-from ragtune.serve.config import ServeJobConfig
-from tests.helpers import tiny_model
-
-PORT = 8123
-BASE = f"http://127.0.0.1:{PORT}"
-DOCS = {
-    "tea.md": "# Tea\n\nSteep green tea for two minutes in water below boiling.\n",
-    "roses.md": "# Roses\n\nPrune roses in late winter, just before new growth starts.\n",
-    "ray.md": "# Ray\n\nRay Serve deploys Python models behind HTTP endpoints.\n",
-}
-
-
-def make_adapter(model_dir, out):
-    """A real (untrained) PEFT LoRA adapter for the tiny model."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(model_dir),
-        LoraConfig(task_type="CAUSAL_LM", r=4, target_modules="all-linear", init_lora_weights=False),
-    )
-    model.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def served(ray_cluster, tmp_path_factory):
-    from ray import serve
-
-    from ragtune.serve.app import deploy
-
-    root = tmp_path_factory.mktemp("serve")
-    (root / "docs").mkdir()
-    for name, text in DOCS.items():
-        (root / "docs" / name).write_text(text)
-    run_index_job(IndexJobConfig(documents=[str(root / "docs")], output_dir=root / "index"))
-    model = tiny_model(root)
-    config = ServeJobConfig.model_validate(
-        {
-            "port": PORT,
-            "retriever": {
-                "index_dir": str(root / "index"),
-                "k": 2,
-                "max_k": 3,
-                "torch_threads": 1,
-                "scaling": {"min_replicas": 1, "max_replicas": 2, "num_cpus": 0.1},
-            },
-            "generator": {
-                "base_model": str(model),
-                "max_new_tokens": 8,
-                "adapters": {"qa": str(make_adapter(model, root / "adapter"))},
-                "scaling": {"num_cpus": 0.2},
-            },
-            "max_request_chars": 500,
-            "access_log": False,
-        }
-    )
-    deploy(config)
-    yield config, root
-    serve.delete(config.app_name)
-
-
-def chat(body, headers=None, base=BASE):
-    return httpx.post(f"{base}/v1/chat/completions", json=body, headers=headers, timeout=60)
+from tests.helpers import make_adapter
+from tests.serve.http import BASE, chat
 
 
 def test_openai_client_completion_and_stream_with_sources(served):

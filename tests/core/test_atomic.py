@@ -1,0 +1,74 @@
+"""Crash-safe writes: a killed writer leaves the old folder whole, and the next write cleans up
+after it; folders that are not ragtune artifacts of the kind are never replaced."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from ragtune.core.artifacts import IndexManifest, ModelManifest
+from ragtune.core.atomic import atomic_dir
+from ragtune.core.errors import ArtifactError
+
+KILLED_WRITER = """
+import os, signal, sys
+from ragtune.core.atomic import atomic_dir
+with atomic_dir(sys.argv[1]) as tmp:
+    (tmp / "data.txt").write_text("new, half written")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_write_leaves_the_old_folder_and_the_next_write_cleans_up(tmp_path):
+    target = tmp_path / "index"
+    with atomic_dir(target) as tmp:
+        (tmp / "data.txt").write_text("old")
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True)
+    assert killed.returncode == -9
+    assert (target / "data.txt").read_text() == "old"
+    assert [p.name.split("-")[0] for p in tmp_path.glob(".index.*")] == [".index.tmp"]
+    with atomic_dir(target) as tmp:
+        (tmp / "data.txt").write_text("newer")
+    assert (target / "data.txt").read_text() == "newer" and not list(tmp_path.glob(".index.*"))
+
+
+def test_a_version_moved_aside_by_a_killed_write_comes_back(tmp_path, capsys):
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = f"{socket.gethostname()}-{gone.stdout.strip()}-abcd1234"
+    moved = tmp_path / f".index.old-{dead}"
+    moved.mkdir()
+    (moved / "data.txt").write_text("previous")
+    foreign = tmp_path / ".index.tmp-otherhost-1-abcd1234"
+    foreign.mkdir()
+    with atomic_dir(tmp_path / "other") as tmp:  # a write elsewhere leaves them alone
+        (tmp / "x").write_text("x")
+    assert moved.exists()
+    with atomic_dir(tmp_path / "index") as tmp:
+        assert (tmp_path / "index" / "data.txt").read_text() == "previous"  # restored first
+        (tmp / "data.txt").write_text("new")
+    assert (tmp_path / "index" / "data.txt").read_text() == "new"
+    assert foreign.exists() and "left over from another writer" in capsys.readouterr().out
+
+
+def test_only_missing_empty_or_same_kind_folders_are_replaced(tmp_path):
+    IndexManifest.check_replaceable(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    IndexManifest.check_replaceable(tmp_path / "empty")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "notes.md").write_text("# precious\n")
+    with pytest.raises(ArtifactError, match="is not a ragtune index folder; refusing to replace it"):
+        IndexManifest.check_replaceable(corpus)
+    model = tmp_path / "model"
+    model.mkdir()
+    ModelManifest(base_model="m", adapter=True, system_prompt="s", data_fingerprint="f").write(model)
+    ModelManifest.check_replaceable(model)
+    with pytest.raises(ArtifactError, match="kind 'model', not 'index'"):
+        IndexManifest.check_replaceable(model)
+    assert os.listdir(corpus) == ["notes.md"]

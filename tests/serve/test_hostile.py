@@ -1,0 +1,102 @@
+"""Hostile and malformed requests get a 4xx in OpenAI's error shape, never a 500; auth fails
+closed; one bad item of a batch fails alone; `ragtune status` reads a running app."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from ragtune.core.errors import ConfigError
+from ragtune.serve.api import load_api_key_hashes
+from ragtune.serve.config import ServeJobConfig
+from ragtune.serve.replicas import each_alone
+from tests.serve.http import BASE
+
+USER = '{"messages": [{"role": "user", "content": %s}]%s}'
+
+
+def post(path: str, raw: bytes | str, content_type: str | None = "application/json") -> httpx.Response:
+    headers = {"content-type": content_type} if content_type else {}
+    return httpx.post(f"{BASE}{path}", content=raw, headers=headers, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status", "fragment"),
+    [
+        (b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}', "application/json", 400, "UTF-8"),
+        ("[" * 10_000 + "]" * 10_000, "application/json", 400, "nested too deeply"),
+        (USER % ('"tea?"', ', "max_tokens": ' + "9" * 5000), "application/json", 400, "malformed JSON"),
+        (USER % ('"\\ud800 tea?"', ""), "application/json", 400, "Unicode"),
+        (USER % ('"tea?"', ""), "text/plain", 415, "application/json"),
+        (USER % ('"tea?"', ', "n": 2'), "application/json", 400, "n"),
+        (USER % ('"tea?"', ', "stop": ["a", "b", "c", "d", "e"]'), "application/json", 400, "stop"),
+        (USER % (json.dumps("x" * 40_000), ""), "application/json", 413, "request body over"),
+    ],
+    ids=[
+        "invalid-utf8",
+        "deep-nesting",
+        "huge-integer",
+        "lone-surrogate",
+        "content-type",
+        "n",
+        "stops",
+        "size",
+    ],
+)
+def test_malformed_bodies_get_openai_shaped_4xx(served, raw, content_type, status, fragment):
+    response = post("/v1/chat/completions", raw, content_type)
+    assert response.status_code == status, response.text[:500]
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_fastapis_own_errors_are_openai_shaped(served):
+    unknown = httpx.get(f"{BASE}/v1/nope", timeout=30)
+    method = httpx.get(f"{BASE}/v1/chat/completions", timeout=30)
+    docs = httpx.get(f"{BASE}/docs", timeout=30)
+    assert (unknown.status_code, method.status_code, docs.status_code) == (404, 405, 404)
+    assert all(r.json()["error"]["type"] == "invalid_request_error" for r in (unknown, method, docs))
+
+
+def test_limits_count_characters_not_escaped_bytes(served):
+    emoji = "🙂" * 450  # under the test app's 500-character limit; 5,400 bytes as escaped JSON
+    response = post("/v1/retrieve", json.dumps({"query": emoji, "k": 1}))
+    assert response.status_code == 200, response.text[:300]
+    over = post("/v1/retrieve", json.dumps({"query": "🙂" * 501, "k": 1}))
+    assert over.status_code == 400 and "exceeds the limit" in over.json()["error"]["message"]
+
+
+def test_one_failing_item_of_a_batch_fails_alone():
+    def search(queries: list[str]) -> list[str]:
+        if any("bad" in q for q in queries):
+            raise ValueError("cannot embed")
+        return [q.upper() for q in queries]
+
+    results = each_alone(search, ["tea", "bad", "roses"])
+    assert results[0] == "TEA" and results[2] == "ROSES" and isinstance(results[1], ValueError)
+    assert each_alone(search, ["tea", "roses"]) == ["TEA", "ROSES"]
+
+
+def test_auth_fails_closed(tmp_path, monkeypatch):
+    base = {"retriever": {"index_dir": str(tmp_path)}, "generator": {"base_model": "m"}}
+    with pytest.raises(ValueError, match="no API keys"):
+        ServeJobConfig.model_validate({**base, "host": "0.0.0.0"})
+    assert ServeJobConfig.model_validate({**base, "host": "0.0.0.0", "auth": "none"}).auth == "none"
+    with pytest.raises(ValueError, match="needs api_keys_file or api_keys_env"):
+        ServeJobConfig.model_validate({**base, "auth": "api_keys"})
+    monkeypatch.delenv("RAGTUNE_UNSET_KEYS", raising=False)
+    with pytest.raises(ConfigError, match="RAGTUNE_UNSET_KEYS is unset or empty"):
+        load_api_key_hashes(None, "RAGTUNE_UNSET_KEYS")
+    empty = tmp_path / "keys.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(ConfigError, match="holds no API key"):
+        load_api_key_hashes(empty, None)
+
+
+def test_status_reads_a_running_serve_app(served):
+    from ragtune.cluster.status import format_status, gather_status
+
+    text = format_status(gather_status(None))
+    app_line = next(line for line in text.splitlines() if line.strip().startswith("ragtune "))
+    assert "RUNNING" in app_line and "(3 deployments)" in app_line, text
