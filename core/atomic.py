@@ -4,6 +4,7 @@ this host that was killed half-way."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -43,24 +44,27 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
 
 def recover(target: Path) -> None:
-    """Clean up after writers of `target` on this host whose process is gone: their temp dirs are
-    removed and a previous version they had moved aside comes back if nothing took its place.
-    Leftovers of other hosts' writers, or of an unknown owner, are only reported."""
-    host = socket.gethostname()
+    """Clean up after writers of `target` whose process is surely gone (this host and PID
+    namespace, or a boot ago): their temp dirs are removed, and the newest version they had moved
+    aside comes back if nothing took its place. Other leftovers (another host or container, a
+    writer that may still run) are only reported."""
+    dead, kept = [], []
     for leftover in sorted(target.parent.glob(glob.escape(f".{target.name}.") + "*")):
         stage, _, owner = leftover.name.removeprefix(f".{target.name}.").partition("-")
-        if stage not in ("tmp", "old"):
-            continue
-        owner_host, _, pid = owner.rpartition("-")[0].rpartition("-")
-        if owner_host != host or not pid.isdigit():
-            print(f"left over from another writer: {leftover} (remove it once no job writes {target})")
-        elif not _alive(int(pid)):
-            if stage == "old" and not target.exists():
-                leftover.rename(target)
-                print(f"restored {target} from {leftover.name}, which a killed write had moved aside")
-            else:
-                shutil.rmtree(leftover, ignore_errors=True)
-                print(f"removed {leftover}, left by a killed write")
+        if stage in ("tmp", "old"):
+            (dead if _writer_gone(owner) else kept).append((stage, leftover))
+    for _, leftover in kept:
+        print(
+            f"left by another writer, or one still at work: {leftover} (remove it once none writes {target})"
+        )
+    moved_aside = sorted((p for stage, p in dead if stage == "old"), key=lambda p: p.stat().st_mtime)
+    if moved_aside and not target.exists() and not kept:
+        moved_aside.pop().rename(target)
+        print(f"restored {target}, which a killed write had moved aside")
+    for _, leftover in dead:
+        if leftover.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+            print(f"removed {leftover}, left by a killed write")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -87,25 +91,52 @@ def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> None:
 
 
 def _owner() -> str:
-    """Who writes: host, process id and a random tag, so leftovers can be told apart."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """Who writes: host, boot, PID namespace, process id and a random tag, so a leftover's writer
+    can be known dead."""
+    return f"{machine_id()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _alive(pid: int) -> bool:
+def machine_id() -> str:
+    """This host, its current boot and this process's PID namespace (containers on one host may
+    share the host name but not their process ids)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text()[:8]
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        boot, namespace = "noboot", 0
+    return f"{socket.gethostname()}-{boot}-{namespace}"
+
+
+def _writer_gone(owner: str) -> bool:
+    """Whether the writer named by a leftover's owner tag has surely exited."""
+    where, _, _ = owner.rpartition("-")  # drop the random tag
+    machine, _, pid = where.rpartition("-")
+    host, boot, namespace = (machine.rsplit("-", 2) + ["", "", ""])[:3]
+    here = machine_id().rsplit("-", 2)
+    if not pid.isdigit() or host != here[0]:
         return False
-    except PermissionError:
+    if boot != here[1]:
+        return True  # the machine rebooted since
+    if namespace != here[2]:
+        return False  # another container: its process ids mean nothing here
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _fsync(path: Path) -> None:
-    """Flush a file's or a directory's entry to disk."""
+    """Flush a file's or a directory's entry to disk (some network file systems cannot sync a
+    directory; their renames are then as durable as they make them)."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    except OSError as exc:
+        if not path.is_dir() or exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
     finally:
         os.close(descriptor)
 

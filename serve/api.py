@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import ClientDisconnect
 
 from ragtune.core.errors import ConfigError
 
@@ -29,6 +30,9 @@ class Message(BaseModel):
     content: str
 
 
+Stop = Annotated[str, Field(min_length=1, max_length=64)]  # decoding checks each against the vocab
+
+
 class ChatRequest(BaseModel):
     """`POST /v1/chat/completions` body (OpenAI fields ragtune honours, plus `k` and mode)."""
 
@@ -36,13 +40,13 @@ class ChatRequest(BaseModel):
 
     model: str | None = None
     messages: list[Message] = Field(min_length=1)
-    n: int = Field(1, ge=1, le=1, description="Choices per request; ragtune returns one.")
+    n: int | None = Field(None, ge=1, le=1, description="Choices per request; ragtune returns one.")
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = None
     k: int | None = Field(None, ge=1, description="Chunks to retrieve (ragtune extension).")
     retrieval_mode: Literal["dense", "bm25", "hybrid"] | None = None
     retrieval: Literal["auto", "always", "never"] = Field(
@@ -76,11 +80,16 @@ class RetrieveRequest(BaseModel):
 
 
 def error_response(
-    status: int, message: str, kind: str, param: str | None = None, code: str | None = None
+    status: int,
+    message: str,
+    kind: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(status_code=status, content=body)
+    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
 async def read_json(request: Request, max_bytes: int) -> Any | JSONResponse:
@@ -106,6 +115,8 @@ async def read_json(request: Request, max_bytes: int) -> Any | JSONResponse:
                         413, f"request body over {max_bytes} bytes", "invalid_request_error"
                     )
                 chunks.append(chunk)
+    except ClientDisconnect:
+        return error_response(400, "the client went away while sending the body", "invalid_request_error")
     except TimeoutError:
         return error_response(
             408, f"request body not received within {BODY_READ_TIMEOUT_S:g} s", "invalid_request_error"

@@ -12,7 +12,7 @@ from ragtune.cluster.resources import serve_actor_options, torch_threads
 from ragtune.cluster.tiers import get_tier
 from ragtune.core.artifacts import IndexManifest
 from ragtune.core.config import load_config, require_model
-from ragtune.core.errors import InputError
+from ragtune.core.errors import ConfigError, InputError
 from ragtune.serve.api import load_api_key_hashes
 from ragtune.serve.config import (
     GeneratorDeploymentConfig,
@@ -50,8 +50,17 @@ def build_app(config: ServeJobConfig) -> serve.Application:
 
 
 def app_builder(args: dict[str, str]) -> serve.Application:
-    """Serve application builder for `serve run` / RayService: args {"config": path}."""
-    return build_app(load_config(ServeJobConfig, args["config"]))
+    """Serve application builder for `serve run` / RayService: args {"config": path}. Serve's
+    proxy there listens on every interface, whatever `host` says, so an open app must say so."""
+    config = load_config(ServeJobConfig, args["config"])
+    if config.auth is None and config.api_keys_file is None and config.api_keys_env is None:
+        raise ConfigError(
+            args["config"],
+            "auth",
+            "a RayService app is reachable beyond this host: set api_keys_file "
+            "or api_keys_env, or auth: none to serve openly",
+        )
+    return build_app(config)
 
 
 def check_inputs(config: ServeJobConfig) -> None:

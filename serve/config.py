@@ -140,7 +140,7 @@ class ServeJobConfig(StrictModel):
     port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
     route_prefix: str = Field("/", description="Route prefix of the app.")
     api_keys_file: Path | None = Field(None, description="File with one accepted API key per line.")
-    api_keys_env: str | None = Field(None, description="Env var holding comma-separated keys.")
+    api_keys_env: str | None = Field(None, min_length=1, description="Env var holding comma-separated keys.")
     auth: Literal["api_keys", "none"] | None = Field(
         None,
         description="api_keys: every route but /healthz needs a key (from api_keys_file / "

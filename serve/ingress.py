@@ -40,9 +40,8 @@ logger = logging.getLogger("ray.serve")
 @api.exception_handler(StarletteHTTPException)
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """FastAPI's own errors (unknown route 404, wrong method 405) in OpenAI's shape."""
-    return error_response(
-        exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error"
-    )
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return error_response(exc.status_code, message, "invalid_request_error", headers=exc.headers)
 
 
 @api.exception_handler(RequestValidationError)
@@ -74,8 +73,9 @@ class Ingress:
     async def models(self, request: Request):
         if (denied := self._deny(request)) is not None:
             return denied
-        names = await self.generator.models.remote()
-        base = self.config.generator.model_name
+        generator = self.config.generator  # one app version: the ingress and generator agree
+        base = generator.base_model
+        root = base.rsplit("/", 1)[-1] if base.startswith("/") else base  # no server paths
         return {
             "object": "list",
             "data": [
@@ -83,10 +83,10 @@ class Ingress:
                     "id": name,
                     "object": "model",
                     "owned_by": "ragtune",
-                    "root": self.config.generator.base_model,
-                    "adapter": name != base,
+                    "root": root,
+                    "adapter": name != generator.model_name,
                 }
-                for name in names
+                for name in generator.model_names
             ],
         }
 
@@ -136,10 +136,16 @@ class Ingress:
         mode = parsed.retrieval_mode or self.config.retriever.mode
         try:
             plan = await self._plan(conversation, parsed.retrieval)
+        except Exception as exc:
+            return self._upstream_failed("query planning", exc)
+        try:
             hits = await self.retriever.search.remote(plan.query, k, mode) if plan.retrieval else []
-            prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
         except Exception as exc:
             return self._upstream_failed("retrieval", exc)
+        try:
+            prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
+        except Exception as exc:
+            return self._upstream_failed("generation", exc)
         params = GenerationParams(
             max_tokens=parsed.max_completion_tokens
             or parsed.max_tokens
@@ -270,7 +276,8 @@ class Ingress:
             return error_response(404, str(cause), "invalid_request_error", "model")
         if isinstance(cause, ValueError):  # UnicodeError included: the input cannot be processed
             return error_response(400, f"{stage} cannot use this input: {cause}", "invalid_request_error")
-        message = f"{stage} failed: {type(cause).__name__}: {cause}; retry"
+        logger.warning("%s failed: %r", stage, exc)  # the details (nodes, pids) stay in the logs
+        message = f"{stage} failed ({type(cause).__name__}); retry"
         return error_response(503, message, "server_error", code="service_unavailable")
 
     def _deny(self, request: Request) -> JSONResponse | None:

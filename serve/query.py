@@ -50,8 +50,9 @@ class QueryPlan:
 
 
 def normalise(text: str, max_chars: int) -> str:
-    """Injection boilerplate dropped, whitespace collapsed, trimmed, cut to `max_chars` at a word."""
-    text = " ".join(_INJECTION.sub(" ", text).split())
+    """Injection boilerplate dropped, whitespace collapsed, trimmed, cut to `max_chars` at a word.
+    Whitespace is collapsed first: runs of it would make the injection pattern backtrack."""
+    text = " ".join(_INJECTION.sub(" ", " ".join(text.split())).split())
     if len(text) <= max_chars:
         return text
     cut = text[:max_chars]

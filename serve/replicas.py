@@ -58,9 +58,6 @@ class Generator:
         self._complete_batched.set_max_batch_size(self.model.config.batch_size)
         self._complete_batched.set_batch_wait_timeout_s(self.model.config.batch_wait_s)
 
-    def models(self) -> list[str]:
-        return self.model.model_names
-
     def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
         return self.model.prompt(conversation, contexts)
 

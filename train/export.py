@@ -20,11 +20,11 @@ def merge_adapter(run_dir: Path) -> Path:
     require_model(manifest.base_model, f"{model_dir}: base_model")
     if not manifest.adapter:
         raise InputError(f"{model_dir} is a full fine-tune already", "use it as it is; nothing to merge")
+    target = run_dir / "merged"
+    ModelManifest.check_replaceable(target)
     extra = {"gguf_file": manifest.gguf_file} if manifest.gguf_file else {}
     base = AutoModelForCausalLM.from_pretrained(manifest.base_model, **extra)
     merged = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
-    target = run_dir / "merged"
-    ModelManifest.check_replaceable(target)
     with atomic_dir(target) as tmp:
         merged.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)

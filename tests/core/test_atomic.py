@@ -4,19 +4,18 @@ after it; folders that are not ragtune artifacts of the kind are never replaced.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 from ragtune.core.artifacts import IndexManifest, ModelManifest
-from ragtune.core.atomic import atomic_dir
+from ragtune.core.atomic import atomic_dir, machine_id
 from ragtune.core.errors import ArtifactError
 
 KILLED_WRITER = """
 import os, signal, sys
-from ragtune.core.atomic import atomic_dir
+from ragtune.core.atomic import atomic_dir, machine_id
 with atomic_dir(sys.argv[1]) as tmp:
     (tmp / "data.txt").write_text("new, half written")
     os.kill(os.getpid(), signal.SIGKILL)
@@ -40,20 +39,36 @@ def test_a_version_moved_aside_by_a_killed_write_comes_back(tmp_path, capsys):
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    dead = f"{socket.gethostname()}-{gone.stdout.strip()}-abcd1234"
-    moved = tmp_path / f".index.old-{dead}"
+    dead = f"{machine_id()}-{gone.stdout.strip()}"
+    older = tmp_path / f".index.old-{dead}-00000000"
+    older.mkdir()
+    (older / "data.txt").write_text("older")
+    moved = tmp_path / f".index.old-{dead}-abcd1234"
     moved.mkdir()
     (moved / "data.txt").write_text("previous")
-    foreign = tmp_path / ".index.tmp-otherhost-1-abcd1234"
-    foreign.mkdir()
+    os.utime(older, (1, 1))  # the newest version moved aside is the one restored
     with atomic_dir(tmp_path / "other") as tmp:  # a write elsewhere leaves them alone
         (tmp / "x").write_text("x")
     assert moved.exists()
     with atomic_dir(tmp_path / "index") as tmp:
         assert (tmp_path / "index" / "data.txt").read_text() == "previous"  # restored first
         (tmp / "data.txt").write_text("new")
-    assert (tmp_path / "index" / "data.txt").read_text() == "new"
-    assert foreign.exists() and "left over from another writer" in capsys.readouterr().out
+    assert (tmp_path / "index" / "data.txt").read_text() == "new" and not older.exists()
+
+
+def test_leftovers_of_other_hosts_or_containers_are_kept_and_reported(tmp_path, capsys):
+    host, boot, namespace = machine_id().rsplit("-", 2)
+    foreign = [
+        tmp_path / ".index.tmp-otherhost-1-abcd1234",  # an older ragtune's tag: owner unknown
+        tmp_path / f".index.tmp-elsewhere-{boot}-{namespace}-1-abcd1234",  # another host
+        tmp_path / f".index.old-{host}-{boot}-1-1-abcd1234",  # another PID namespace
+    ]
+    for path in foreign:
+        path.mkdir()
+    with atomic_dir(tmp_path / "index") as tmp:
+        (tmp / "data.txt").write_text("new")
+    assert all(path.exists() for path in foreign)
+    assert capsys.readouterr().out.count("left by another writer, or one still at work") == 3
 
 
 def test_only_missing_empty_or_same_kind_folders_are_replaced(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from ragtune.core.errors import ConfigError
 from ragtune.serve.api import load_api_key_hashes
+from ragtune.serve.app import app_builder
 from ragtune.serve.config import ServeJobConfig
 from ragtune.serve.replicas import each_alone
 from tests.serve.http import BASE
@@ -32,6 +33,7 @@ def post(path: str, raw: bytes | str, content_type: str | None = "application/js
         (USER % ('"tea?"', ""), "text/plain", 415, "application/json"),
         (USER % ('"tea?"', ', "n": 2'), "application/json", 400, "n"),
         (USER % ('"tea?"', ', "stop": ["a", "b", "c", "d", "e"]'), "application/json", 400, "stop"),
+        (USER % ('"tea?"', ', "stop": "' + "a" * 65 + '"'), "application/json", 400, "stop"),
         (USER % (json.dumps("x" * 40_000), ""), "application/json", 413, "request body over"),
     ],
     ids=[
@@ -42,6 +44,7 @@ def post(path: str, raw: bytes | str, content_type: str | None = "application/js
         "content-type",
         "n",
         "stops",
+        "long-stop",
         "size",
     ],
 )
@@ -57,6 +60,9 @@ def test_fastapis_own_errors_are_openai_shaped(served):
     docs = httpx.get(f"{BASE}/docs", timeout=30)
     assert (unknown.status_code, method.status_code, docs.status_code) == (404, 405, 404)
     assert all(r.json()["error"]["type"] == "invalid_request_error" for r in (unknown, method, docs))
+    assert "POST" in method.headers["allow"]
+    models = httpx.get(f"{BASE}/v1/models", timeout=30).json()["data"]
+    assert models and not any(m["root"].startswith("/") for m in models)  # no server paths
 
 
 def test_limits_count_characters_not_escaped_bytes(served):
@@ -85,6 +91,12 @@ def test_auth_fails_closed(tmp_path, monkeypatch):
     assert ServeJobConfig.model_validate({**base, "host": "0.0.0.0", "auth": "none"}).auth == "none"
     with pytest.raises(ValueError, match="needs api_keys_file or api_keys_env"):
         ServeJobConfig.model_validate({**base, "auth": "api_keys"})
+    with pytest.raises(ValueError, match="api_keys_env"):
+        ServeJobConfig.model_validate({**base, "host": "0.0.0.0", "api_keys_env": ""})
+    service = tmp_path / "service.yaml"
+    service.write_text(f"kind: serve\nretriever: {{index_dir: {tmp_path}}}\ngenerator: {{base_model: m}}\n")
+    with pytest.raises(ConfigError, match="RayService app is reachable beyond this host"):
+        app_builder({"config": str(service)})
     monkeypatch.delenv("RAGTUNE_UNSET_KEYS", raising=False)
     with pytest.raises(ConfigError, match="RAGTUNE_UNSET_KEYS is unset or empty"):
         load_api_key_hashes(None, "RAGTUNE_UNSET_KEYS")

@@ -69,3 +69,15 @@ def test_condense_prompt_holds_the_conversation_and_asks_for_one_question():
     assert example["role"] == "assistant" and example["content"].endswith("?")
     assert "User: How do I create a virtual environment" in user["content"]
     assert user["content"].rstrip().endswith("Standalone question:")
+
+
+@pytest.mark.parametrize(
+    "text", ["hi" + " " * 200_000 + "x", "system" + " " * 200_000 + "x", "system " * 30_000]
+)
+def test_normalisation_is_linear_on_hostile_text(text):
+    import time
+
+    started = time.perf_counter()
+    normalise(text, 500)
+    needs_retrieval(text)
+    assert time.perf_counter() - started < 2.0  # backtracking regexes took minutes at this size
