@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The benchmarks on a lent one-GPU machine, as one call of the device tool:
 #   run(command="bash bench/gpu.sh", carry=[".whl", ".devbundle/minilm-shape", ".devbundle/corpus-sample.jsonl"])
-# .whl holds Python 3.12 wheels of what the device lacks (Ray, DeepSpeed without ops, MLflow,
-# pydantic, ...) and ragtune's own wheel, so the benchmarks run ragtune as a node would: installed,
-# not from the checkout. MiniLM's architecture and tokenizer travel without its weights (they do not
+# .whl (made by bench/device/build.sh) holds Python 3.12 wheels of what the device lacks (Ray,
+# DeepSpeed without ops, MLflow, pydantic, ...) and ragtune's own wheel, so the benchmarks run
+# ragtune as a node would: installed, not from the checkout. .devbundle/minilm-shape is MiniLM's
+# folder without its weights, .devbundle/corpus-sample.jsonl the first 800 lines of the Python-docs
+# corpus (`make python-docs`). MiniLM's architecture and tokenizer travel without its weights (they do not
 # fit the transfer), so the embedding figures use random weights; the corpus is a Python-docs sample.
 # Figures go to $OUT/{train,generate,embed}.log; the last lines printed are their summaries.
 set -uo pipefail
