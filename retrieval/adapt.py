@@ -206,11 +206,12 @@ def _embed(model, texts: list[str]):
     return torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
 
 
-def check_inputs(config: EmbedderTuneConfig) -> None:
-    """Fail before any work when the documents match nothing or the base model is missing."""
+def check_inputs(config: EmbedderTuneConfig) -> list[Path]:
+    """Fail before any work when the documents match nothing or the base model is missing; the
+    documents found."""
     require_model(config.base_model, "base_model")
     EmbedderManifest.check_replaceable(config.output_dir)
-    require_documents(config.documents)
+    return require_documents(config.documents)
 
 
 def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
@@ -219,11 +220,11 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     import ray
 
     started = time.perf_counter()
-    check_inputs(config)
+    paths = [str(path) for path in check_inputs(config)]
     tier = get_tier(config.tier)
     check_schedulable(tier, worker_resources(tier))
     chunking = ChunkingConfig(max_tokens=config.passage_tokens, overlap_tokens=0)
-    chunks, skipped = read_chunks(config.documents, chunking, resolve_model(config.base_model), tier)
+    chunks, skipped = read_chunks(paths, chunking, resolve_model(config.base_model), tier)
     for item in skipped:
         print(f"skipped {item.source}: {item.reason}")
     rows = chunks.select_columns(["doc_id", "source", "heading", "text", "start"]).take_all()

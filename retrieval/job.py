@@ -44,25 +44,26 @@ class IndexResult:
         )
 
 
-def check_inputs(config: IndexJobConfig, update: bool = False) -> None:
-    """Fail before any work when there is nothing to index, or (`update`) no index to sync."""
+def check_inputs(config: IndexJobConfig, update: bool = False) -> list[Path]:
+    """Fail before any work when there is nothing to index, or (`update`) no index to sync;
+    the documents found."""
     require_model(config.embedding.model, "embedding.model")
     if update:
         IndexManifest.read(config.output_dir)
-    else:
-        IndexManifest.check_replaceable(config.output_dir)
-        require_documents(config.documents)
+        return find_documents(config.documents)  # none left: the update empties the index
+    IndexManifest.check_replaceable(config.output_dir)
+    return require_documents(config.documents)
 
 
 def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
     """Build the index, or with `update` sync it: embed new or changed files, drop gone ones."""
     started = time.perf_counter()
-    check_inputs(config, update)
+    paths = check_inputs(config, update)
     tier = get_tier(config.tier)
     check_schedulable(tier, worker_resources(tier, config.embedding.cpus_per_actor))
     base = load_index(config.output_dir, config.embedding.model) if update else None
 
-    todo, gone = plan_changes(find_documents(config.documents), base)
+    todo, gone = plan_changes(paths, base)
     batches, expected, skipped = iter([]), 0, []
     if todo:
         tokenizer = resolve_model(config.embedding.model)
