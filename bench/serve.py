@@ -14,38 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.append(str(ROOT))  # for tests.helpers; an installed ragtune comes first
+from served_app import QUESTIONS, deploy_bench_app
 
 PORT = 8130
-THREADS = 2  # the retriever's torch threads, as in-process (torch's default on this 2-core machine)
-QUESTIONS = [
-    "How do I read a file line by line?",
-    "What is a list comprehension?",
-    "How do I sort a dictionary by value?",
-    "What does the with statement do?",
-    "How are exceptions raised?",
-    "What is a generator?",
-]
-
-
-def corpus(root: Path) -> Path:
-    docs = root / "docs"
-    docs.mkdir()
-    source = ROOT / "data" / "python-docs" / "corpus.jsonl"
-    if source.is_file():
-        lines = source.read_text().splitlines()[:400]
-        (docs / "python.jsonl").write_text("\n".join(lines) + "\n")
-    else:
-        for i in range(200):
-            (docs / f"doc{i}.md").write_text(f"# Topic {i}\n\n" + " ".join(QUESTIONS) * 3)
-    return docs
 
 
 def drive(call, concurrency: int, total: int) -> dict[str, float]:
@@ -74,52 +50,15 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from ragtune.retrieval.config import IndexJobConfig
-    from ragtune.retrieval.job import run_index_job
     from ragtune.retrieval.search import Retriever
-    from ragtune.serve.app import deploy
-    from ragtune.serve.config import ServeJobConfig
     from ragtune.serve.generator import GenerationParams, GeneratorModel
-    from tests.helpers import tiny_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=120)
     parser.add_argument("--no-access-log", action="store_true", help="serve with access_log: false")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    ray.init(
-        address="local",
-        num_cpus=2,
-        resources={"tier:local": 1000},
-        include_dashboard=False,
-        configure_logging=False,
-    )
-    run_index_job(IndexJobConfig(documents=[str(corpus(tmp))], output_dir=tmp / "index"))
-    config = ServeJobConfig.model_validate(
-        {
-            "port": PORT,
-            "retriever": {
-                "index_dir": str(tmp / "index"),
-                "k": 3,
-                "torch_threads": THREADS,
-                "scaling": {
-                    "min_replicas": 1,
-                    "max_replicas": 2,
-                    "num_cpus": 0.2,
-                    "target_ongoing_requests": 2,
-                    "max_ongoing_requests": 16,
-                },
-            },
-            "generator": {
-                "base_model": str(tiny_model(tmp)),
-                "max_new_tokens": 16,
-                "scaling": {"num_cpus": 0.5, "max_ongoing_requests": 16},
-            },
-            "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 64},
-            "access_log": not args.no_access_log,
-        }
-    )
-    url = deploy(config)
+    config, url = deploy_bench_app(tmp, PORT, access_log=not args.no_access_log)
     retriever = Retriever(tmp / "index")
     generator = GeneratorModel(config.generator)
     params = GenerationParams(16, 0.0, 1.0, ())

@@ -45,13 +45,20 @@ def up(
     port: Annotated[int, typer.Option(help="GCS port.")] = 6379,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port on 127.0.0.1.")] = 8265,
     agent_port: Annotated[int, typer.Option(help="Job agent HTTP port.")] = 52365,
+    network: Annotated[
+        bool,
+        typer.Option(
+            help="Let other nodes join: Ray's processes listen on this machine's address (the "
+            "dashboard stays on 127.0.0.1). Without it every listener is on loopback."
+        ),
+    ] = False,
     tiers: TiersOption = None,
 ) -> None:
     """Start a local Ray head advertising a tier's resources."""
     from ragtune.cluster.local import start_cluster
     from ragtune.cluster.tiers import get_tier
 
-    cluster = start_cluster(get_tier(tier), port, dashboard_port, agent_port)
+    cluster = start_cluster(get_tier(tier), port, dashboard_port, agent_port, network)
     typer.echo(f"ragtune cluster up: address {cluster.address}, dashboard {cluster.dashboard_url}")
 
 

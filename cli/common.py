@@ -82,7 +82,7 @@ SetOption = Annotated[
 def config_kind(path: Path, data: dict) -> str:
     """The kind of a config file, from its `kind` field, file name or parent folder."""
     for candidate in (data.get("kind"), path.stem, path.parent.name):
-        if candidate in CONFIG_KINDS:
+        if isinstance(candidate, str) and candidate in CONFIG_KINDS:
             return candidate
     raise ConfigError(
         str(path), "kind", f"cannot tell the config kind; set kind: one of {', '.join(CONFIG_KINDS)}"

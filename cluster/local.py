@@ -23,6 +23,9 @@ from ragtune.core.errors import ClusterError
 
 STARTUP_TIMEOUT_S = 90
 CONNECT_TIMEOUT_S = 5
+# Ray keeps every listener (GCS, raylet, agents, metrics, Ray Client) on 127.0.0.1 only when it
+# takes the machine for a single-node one, which this variable says on Linux too.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class LocalCluster:
     dashboard_url: str
     tier: str
     log_file: str
+    loopback: bool = False  # every listener on 127.0.0.1: no other node can join
 
 
 def ragtune_home() -> Path:
@@ -55,9 +59,15 @@ def running_cluster() -> LocalCluster | None:
 
 
 def start_cluster(
-    tier: HardwareTier, port: int = 6379, dashboard_port: int = 8265, agent_port: int = 52365
+    tier: HardwareTier,
+    port: int = 6379,
+    dashboard_port: int = 8265,
+    agent_port: int = 52365,
+    network: bool = False,
 ) -> LocalCluster:
-    """Start a Ray head on 127.0.0.1 advertising `tier`'s resources; return once it answers."""
+    """Start a Ray head advertising `tier`'s resources; return once it answers. Every listener is
+    on loopback unless `network` (then Ray's own processes listen on this machine's address so
+    other nodes can join; the dashboard and its Jobs API stay on 127.0.0.1 either way)."""
     if (existing := running_cluster()) is not None:
         raise ClusterError(
             f"a ragtune cluster is already running at {existing.address}", "use it, or `ragtune down` first"
@@ -84,7 +94,11 @@ def start_cluster(
         f"--dashboard-agent-listen-port={agent_port}",
     ]
     # Jobs submitted to this head run `ragtune ...`: put this environment's scripts on its PATH.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **({} if network else LOOPBACK_ENV),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     with open(log_file, "wb") as log:
         # Its own session (process group), so `down` stops exactly these processes.
         process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True, env=env)
@@ -94,9 +108,11 @@ def start_cluster(
         dashboard_url=f"http://127.0.0.1:{dashboard_port}",
         tier=tier.name,
         log_file=str(log_file),
+        loopback=not network,
     )
     _wait_until_ready(process, cluster)
     _write_state(cluster)
+    _owner_only(_token_file())
     return cluster
 
 
@@ -136,8 +152,9 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     Yields the address connected to ("embedded" for an embedded one); disconnects on exit.
     """
     target = address or os.environ.get("RAY_ADDRESS")
-    if target is None and (cluster := running_cluster()) is not None:
-        target = cluster.address
+    ours = running_cluster()
+    if target is None and ours is not None:
+        target = ours.address
     if target:
         use_cluster_token()  # before `import ray`: Ray reads the auth mode when it loads
     import ray
@@ -145,6 +162,8 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     if ray.is_initialized():
         yield "existing"
         return
+    if not target or (ours is not None and ours.loopback and target == ours.address):
+        _listen_on_loopback()  # `ragtune up`'s cluster and the embedded one live on loopback
     if target:
         _connect(ray, target)
     else:
@@ -196,9 +215,29 @@ def use_cluster_token() -> None:
     `ray start` (Ray 2.60) turns token auth on and keeps the token in ~/.ray/auth_token, but a
     client only sends it when RAY_AUTH_MODE=token; an explicit RAY_AUTH_MODE is respected.
     """
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+    if os.environ.get("RAY_AUTH_TOKEN") or _token_file().is_file():
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _token_file() -> Path:
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+
+
+def _owner_only(path: Path) -> None:
+    """Make a secret file that this user owns readable by this user only."""
+    if path.is_file() and path.stat().st_uid == os.getuid():
+        path.chmod(0o600)
+
+
+def _listen_on_loopback() -> None:
+    """Make the Ray this process starts, or joins on this machine, use loopback only. Ray
+    replaces 127.0.0.1 by the machine's address (so other nodes could join) unless it takes the
+    machine for a non-cluster one; it reads that from LOOPBACK_ENV when imported, so the loaded
+    constant is set too. Not for joining a cluster by its network address."""
+    from ray._private import ray_constants
+
+    os.environ.update(LOOPBACK_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _wait_until_ready(process: subprocess.Popen, cluster: LocalCluster) -> None:

@@ -5,6 +5,7 @@ this host that was killed half-way."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import glob
 import json
 import os
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ragtune.core.errors import InputError
 
 
 @contextmanager
@@ -41,6 +44,46 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     tmp.rename(target)
     _fsync(target.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def writer_lock(target: str | Path) -> Iterator[None]:
+    """Hold the one writer's lock of `target` for the block: an flock on `.NAME.lock` beside it,
+    which the kernel drops if the holder dies, removed on release. A second job writing the same
+    folder fails at once, saying who holds it, instead of racing the first (an update reads, then
+    rewrites)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = target.parent / f".{target.name}.lock"
+    while True:
+        lock = open(path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise InputError(
+                f"{target} is being written by {holder}", "wait for that job to finish, or write elsewhere"
+            ) from None
+        if _same_file(lock, path):
+            break
+        lock.close()  # its holder removed it as we opened it: lock the file now in its place
+    try:
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        lock.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before unlocking: a waiter never locks a removed file
+        lock.close()
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
+    except FileNotFoundError:
+        return False
 
 
 def recover(target: Path) -> None:

@@ -81,7 +81,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             if not isinstance(child, dict):
                 raise ConfigError(source, key, f"'{part}' is not a mapping, cannot set inside it")
             node = child
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as exc:
+            problem = str(exc).splitlines()[0]
+            raise ConfigError(source, key, f"the value is not valid YAML ({problem}); quote it") from None
     return result
 
 

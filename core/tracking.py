@@ -33,12 +33,18 @@ class TrackingConfig(StrictModel):
 
 
 class RunLogger:
-    """Logs to an existing MLflow run through the client API (no global active-run state)."""
+    """Logs to an existing MLflow run through the client API (no global active-run state).
 
-    def __init__(self, tracking_uri: str, run_id: str):
+    Tracking is a side channel: if MLflow fails (unreachable, refusing), the first failure is
+    said once and later calls are skipped, so the job carries on. `run_id` None: no run (MLflow
+    was unreachable when the job began)."""
+
+    def __init__(self, tracking_uri: str, run_id: str | None):
         from mlflow.tracking import MlflowClient
 
+        _fail_fast()
         self.client, self.run_id, self.tracking_uri = MlflowClient(tracking_uri), run_id, tracking_uri
+        self.failed = run_id is None
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         import time
@@ -46,23 +52,44 @@ class RunLogger:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
-        )
+        metrics_list = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self._call("logging metrics", self.client.log_batch, self.run_id, metrics=metrics_list)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        params_list = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        self._call("logging params", self.client.log_batch, self.run_id, params=params_list)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), folder)
-        else:
-            self.client.log_artifact(self.run_id, str(path), folder)
+        log = self.client.log_artifacts if path.is_dir() else self.client.log_artifact
+        self._call("logging an artifact", log, self.run_id, str(path), folder)
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status)
+        self._call("closing the run", self.client.set_terminated, self.run_id, status)
+
+    def _call(self, action: str, method, *args, **kwargs) -> None:
+        if self.failed:
+            return
+        try:
+            method(*args, **kwargs)
+        except Exception as exc:  # any failure of the side channel; the job itself goes on
+            self.failed = True
+            _warn(self.tracking_uri, action, exc)
+
+
+def _warn(tracking_uri: str, action: str, exc: Exception) -> None:
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    print(
+        f"warning: MLflow at {tracking_uri}: {action} failed ({reason}); the job carries on without tracking"
+    )
+
+
+def _fail_fast() -> None:
+    """A few quick retries for MLflow's HTTP client instead of its minutes of backoff, unless the
+    user set them."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 def start_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> RunLogger:
@@ -79,9 +106,15 @@ def start_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str,
 def start_job_run(config, job: str, tier: str, extra_params: dict[str, Any]) -> RunLogger:
     """A job's run: named after its output folder, tagged with the job and tier, with the job's
     config (flattened) and `extra_params` as params. `config` has `tracking`, `tracking_uri()` and
-    `output_dir`, as the job configs do."""
+    `output_dir`, as the job configs do. MLflow unreachable: a RunLogger without a run, said once."""
     tags = {"tier": tier, "ragtune.job": job}
-    tracker = start_run(config.tracking_uri(), config.tracking.experiment, config.output_dir.name, tags)
+    uri = config.tracking_uri()
+    _fail_fast()
+    try:
+        tracker = start_run(uri, config.tracking.experiment, config.output_dir.name, tags)
+    except Exception as exc:  # tracking must not stop the job
+        _warn(uri, "starting a run", exc)
+        return RunLogger(uri, None)
     tracker.log_params({**flatten(config.model_dump(mode="json")), **extra_params})
     return tracker
 

@@ -88,13 +88,13 @@ class DemoConfig(StrictModel):
             "tier": self.tier,
             "output_dir": str(self.path("train")),
             "data": {
-                **self.train.get("data", {}),
+                **_section(self.train, "data", "train"),
                 "train_files": [str(self.path("train.jsonl"))],
                 "format": "rag",
             },
             "tracking": {
                 "experiment": "ragtune-demo",
-                **self.train.get("tracking", {}),
+                **_section(self.train, "tracking", "train"),
                 "tracking_uri": f"sqlite:///{self.path('mlflow.db').resolve()}",
             },
         }
@@ -104,12 +104,12 @@ class DemoConfig(StrictModel):
         owned = {
             "tier": self.tier,
             "retriever": {
-                **self.serve.get("retriever", {}),
+                **_section(self.serve, "retriever", "serve"),
                 "index_dir": str(self.path("index")),
                 "k": self.context_k,
             },
             "generator": {
-                **self.serve.get("generator", {}),
+                **_section(self.serve, "generator", "serve"),
                 "base_model": self.base_model,
                 "model_name": BASE_MODEL_NAME,
                 "adapters": {ADAPTER_NAME: str(self.path("train") / "model")},
@@ -138,6 +138,14 @@ def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         both_maps = isinstance(value, dict) and isinstance(result.get(key), dict)
         result[key] = _merged(result[key], value) if both_maps else value
     return result
+
+
+def _section(settings: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    """A mapping inside a stage's settings, which the demo adds its own fields to."""
+    value = settings.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"demo {name}", key, f"must be a mapping, got {type(value).__name__}")
+    return value
 
 
 def _stage(model, settings: dict[str, Any], owned: dict[str, Any], name: str):

@@ -23,6 +23,12 @@ class ChunkingConfig(StrictModel):
     text_field: str = Field("text", description="Field holding the text in .jsonl documents.")
     title_field: str = Field("title", description="Optional title field in .jsonl documents.")
     id_field: str = Field("id", description="Optional document id field in .jsonl documents.")
+    max_file_mb: float = Field(
+        256, gt=0, description="A bigger document file is skipped (and reported), not read."
+    )
+    follow_symlinks: bool = Field(
+        False, description="Index files that links under a document folder or glob lead to outside it."
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,29 +32,55 @@ class SkippedFile:
     reason: str
 
 
-def find_documents(patterns: list[str]) -> list[Path]:
-    """Expand files, directories (recursively) and globs into document paths, sorted."""
+def find_documents(patterns: list[str], follow_symlinks: bool = False) -> list[Path]:
+    """Expand files, directories (recursively) and globs into document paths, sorted. A link
+    found under a directory or glob that leads out of it is skipped (and said) unless
+    `follow_symlinks`: a link must not pull a file from elsewhere into a served index."""
     found: set[Path] = set()
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_dir():
-            candidates = (p for p in path.rglob("*") if p.is_file())
-        elif path.is_file():
-            candidates = iter([path])
+        if path.is_dir() or path.is_file():
+            root = path.resolve()
+            candidates = _walk(path, follow_symlinks) if path.is_dir() else iter([path])
         else:
+            root = _glob_root(pattern).resolve()
             candidates = (Path(p) for p in glob.glob(pattern, recursive=True))
-        found.update(p.resolve() for p in candidates if _is_document(p))
+        for candidate in candidates:
+            if not _is_document(candidate):
+                continue
+            resolved = candidate.resolve()
+            if follow_symlinks or resolved.is_relative_to(root):
+                found.add(resolved)
+            else:
+                print(
+                    f"skipped {candidate}: a link to {resolved}, outside {root} "
+                    "(chunking.follow_symlinks: true indexes it)"
+                )
     return sorted(found)
 
 
-def require_documents(patterns: list[str]) -> list[Path]:
+def require_documents(patterns: list[str], follow_symlinks: bool = False) -> list[Path]:
     """`find_documents`, refusing patterns that match no document."""
-    if not (paths := find_documents(patterns)):
+    if not (paths := find_documents(patterns, follow_symlinks)):
         raise InputError(
             f"no documents ({', '.join(DOCUMENT_EXTENSIONS)}) in {patterns}",
             "check the config's documents: files, folders or globs",
         )
     return paths
+
+
+def _walk(folder: Path, follow_symlinks: bool):
+    """Every file under `folder`; linked folders are entered only when `follow_symlinks`."""
+    for parent, _, names in os.walk(folder, followlinks=follow_symlinks):
+        for name in names:
+            yield Path(parent) / name
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder a glob searches: its leading parts without wildcards."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def _is_document(path: Path) -> bool:
@@ -101,6 +128,11 @@ class Chunker:
     def chunk_file(self, path: str):
         """Yield the chunk rows of one file (jsonl: one document per line; PDF: its text layer,
         offsets into that text)."""
+        size = Path(path).stat().st_size
+        if size > self.config.max_file_mb * 2**20:
+            raise ValueError(
+                f"{size / 2**20:.1f} MB, over chunking.max_file_mb ({self.config.max_file_mb:g})"
+            )
         data = Path(path).read_bytes()
         suffix = document_format(path)
         if suffix == ".pdf":

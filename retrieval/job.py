@@ -12,6 +12,7 @@ import numpy as np
 from ragtune.cluster.resources import check_schedulable, worker_resources
 from ragtune.cluster.tiers import get_tier
 from ragtune.core.artifacts import IndexManifest
+from ragtune.core.atomic import writer_lock
 from ragtune.core.config import require_model
 from ragtune.retrieval.config import IndexConfig, IndexJobConfig
 from ragtune.retrieval.embed import embed_chunks, model_identity, resolve_model
@@ -50,13 +51,21 @@ def check_inputs(config: IndexJobConfig, update: bool = False) -> list[Path]:
     require_model(config.embedding.model, "embedding.model")
     if update:
         IndexManifest.read(config.output_dir)
-        return find_documents(config.documents)  # none left: the update empties the index
+        return find_documents(
+            config.documents, config.chunking.follow_symlinks
+        )  # none left: the update empties the index
     IndexManifest.check_replaceable(config.output_dir)
-    return require_documents(config.documents)
+    return require_documents(config.documents, config.chunking.follow_symlinks)
 
 
 def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
-    """Build the index, or with `update` sync it: embed new or changed files, drop gone ones."""
+    """Build the index, or with `update` sync it: embed new or changed files, drop gone ones.
+    One writer at a time: an update reads the index, then rewrites it."""
+    with writer_lock(config.output_dir):
+        return _index(config, update)
+
+
+def _index(config: IndexJobConfig, update: bool) -> IndexResult:
     started = time.perf_counter()
     paths = check_inputs(config, update)
     tier = get_tier(config.tier)
@@ -99,6 +108,11 @@ def run_index_job(config: IndexJobConfig, update: bool = False) -> IndexResult:
 
 def delete_sources(index_dir: Path, sources: list[str]) -> int:
     """Remove every chunk of the given source paths; returns how many chunks went."""
+    with writer_lock(index_dir):
+        return _delete_sources(index_dir, sources)
+
+
+def _delete_sources(index_dir: Path, sources: list[str]) -> int:
     base = load_index(index_dir)
     before = base.index.ntotal
     kept = ("embedding_model", "embedding_fingerprint", "chunking", "tier", "config")

@@ -18,8 +18,6 @@ from starlette.requests import ClientDisconnect
 
 from ragtune.core.errors import ConfigError
 
-BODY_READ_TIMEOUT_S = 10.0  # a client trickling its body holds an ingress slot no longer than this
-
 
 class Message(BaseModel):
     """One chat turn."""
@@ -92,10 +90,10 @@ def error_response(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-async def read_json(request: Request, max_bytes: int) -> Any | JSONResponse:
+async def read_json(request: Request, max_bytes: int, timeout_s: float) -> Any | JSONResponse:
     """The request's JSON body, or a 4xx in OpenAI's shape: a content type other than JSON (415),
     a body over `max_bytes` by Content-Length or while reading (413), one not sent within
-    BODY_READ_TIMEOUT_S (408), and bodies that are not UTF-8, not JSON, nested too deep, hold
+    `timeout_s` (408), and bodies that are not UTF-8, not JSON, nested too deep, hold
     numbers Python refuses or text that is not valid Unicode (400)."""
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind != "application/json" and not kind.endswith("+json"):
@@ -107,7 +105,7 @@ async def read_json(request: Request, max_bytes: int) -> Any | JSONResponse:
         return error_response(413, f"request body over {max_bytes} bytes", "invalid_request_error")
     chunks, size = [], 0
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > max_bytes:
@@ -119,7 +117,7 @@ async def read_json(request: Request, max_bytes: int) -> Any | JSONResponse:
         return error_response(400, "the client went away while sending the body", "invalid_request_error")
     except TimeoutError:
         return error_response(
-            408, f"request body not received within {BODY_READ_TIMEOUT_S:g} s", "invalid_request_error"
+            408, f"request body not received within {timeout_s:g} s", "invalid_request_error"
         )
     try:
         data = json.loads(b"".join(chunks).decode("utf-8") or "null")

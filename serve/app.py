@@ -13,6 +13,7 @@ from ragtune.cluster.tiers import get_tier
 from ragtune.core.artifacts import IndexManifest
 from ragtune.core.config import load_config, require_model
 from ragtune.core.errors import ConfigError, InputError
+from ragtune.serve.admission import HEALTH_SLOTS
 from ragtune.serve.api import load_api_key_hashes
 from ragtune.serve.config import (
     GeneratorDeploymentConfig,
@@ -40,13 +41,15 @@ def build_app(config: ServeJobConfig) -> serve.Application:
 
     retriever_settings, generator_settings = config.retriever, config.generator
     retriever = RetrieverDeployment.options(**options(retriever_settings.scaling)).bind(
-        str(retriever_settings.index_dir), threads(retriever_settings)
+        str(retriever_settings.index_dir), threads(retriever_settings), retriever_settings.server_paths
     )
     generator = Generator.options(**options(generator_settings.scaling)).bind(
         generator_settings, threads(generator_settings)
     )
     keys = load_api_key_hashes(config.api_keys_file, config.api_keys_env)
-    return Ingress.options(**options(config.ingress)).bind(config, retriever, generator, keys)
+    ingress = options(config.ingress)  # Serve's slots: the user requests, plus room for health checks
+    ingress["max_ongoing_requests"] += HEALTH_SLOTS
+    return Ingress.options(**ingress).bind(config, retriever, generator, keys)
 
 
 def app_builder(args: dict[str, str]) -> serve.Application:

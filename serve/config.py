@@ -60,6 +60,11 @@ class RetrieverDeploymentConfig(StrictModel):
     mode: Literal["dense", "bm25", "hybrid"] = Field("dense", description="Default search mode.")
     k: int = Field(4, ge=1, description="Chunks retrieved per question by default.")
     max_k: int = Field(20, ge=1, description="Largest k a request may ask for.")
+    server_paths: bool = Field(
+        False,
+        description="Sources as the index stores them (server paths); by default relative to "
+        "the folder the indexed documents share.",
+    )
     torch_threads: int | None = torch_threads_field()
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
 
@@ -148,6 +153,15 @@ class ServeJobConfig(StrictModel):
         "explicitly. Default: api_keys when a key source is set, else none on a loopback host.",
     )
     max_request_chars: int = Field(20_000, ge=100, description="Largest total message text.")
+    body_timeout_s: float = Field(
+        10, gt=0, le=600, description="A request body not received within this gets a 408."
+    )
+    request_timeout_s: float = Field(
+        300,
+        gt=0,
+        description="Longest a request may take, body to last token: a 504, or a stream ended "
+        "with an error event.",
+    )
     access_log: bool = Field(
         True,
         description="A log line per request in each replica (Serve's metrics count requests "
@@ -155,7 +169,11 @@ class ServeJobConfig(StrictModel):
     )
     retriever: RetrieverDeploymentConfig
     generator: GeneratorDeploymentConfig
-    ingress: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=0.1))
+    ingress: ScalingConfig = Field(
+        default_factory=lambda: ScalingConfig(num_cpus=0.1, max_ongoing_requests=64),
+        description="Ingress replicas; max_ongoing_requests is the user requests each takes at "
+        "once (reading, waiting or streaming), more get a 503; /healthz always has room.",
+    )
     query: QueryConfig = Field(default_factory=QueryConfig)
 
     @model_validator(mode="after")

@@ -125,31 +125,38 @@ class GeneratorModel:
         return results
 
     def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
-        """Yield {"text"} pieces as they decode; the last piece carries finish_reason and usage."""
+        """Yield {"text"} pieces as they decode; the last piece carries finish_reason and usage.
+        Closing the iterator early (the client went away) stops decoding at the next token and
+        releases the model before `close()` returns."""
         from transformers import TextIteratorStreamer
 
         self._check_model(model)
         ids = self.encode_prompts([prompt])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         output: dict[str, Any] = {}
-        kwargs = self._generate_kwargs(ids, params, streamer)
+        cancelled = threading.Event()
+        kwargs = self._generate_kwargs(ids, params, streamer, cancelled)
         with self._lock:
             worker = threading.Thread(target=self._run, args=(model, kwargs, output))
             worker.start()
-            emitted, cut = "", None
-            for piece in streamer:
-                cut = _cut_at_stop(emitted + piece, params.stop)
-                if cut is not None:
-                    yield {"text": cut[len(emitted) :]}
-                    emitted = cut
-                    break
-                emitted += piece
-                if piece:
-                    yield {"text": piece}
-            if cut is not None:  # stopped early: drain so the generating thread can finish
-                for _ in streamer:
-                    pass
-            worker.join()
+            emitted, cut, drained = "", None, False
+            try:
+                for piece in streamer:
+                    cut = _cut_at_stop(emitted + piece, params.stop)
+                    if cut is not None:
+                        yield {"text": cut[len(emitted) :]}
+                        break
+                    emitted += piece
+                    if piece:
+                        yield {"text": piece}
+                else:
+                    drained = True
+            finally:  # finished, stopped, or closed by the consumer: end decoding, then unlock
+                cancelled.set()
+                if not drained:
+                    for _ in streamer:
+                        pass
+                worker.join()
         if "error" in output:
             raise output["error"]
         new_tokens = output["sequences"].shape[1] - ids["input_ids"].shape[1]
@@ -184,20 +191,28 @@ class GeneratorModel:
             return contextlib.nullcontext()
         return self.model.disable_adapter() if adapters else contextlib.nullcontext()
 
-    def _generate_kwargs(self, ids: dict, params: GenerationParams, streamer) -> dict[str, Any]:
+    def _generate_kwargs(
+        self,
+        ids: dict,
+        params: GenerationParams,
+        streamer,
+        cancelled: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        from transformers import StoppingCriteriaList
+
         sampling = params.temperature > 0
+        stopper = StopCriteria(self.tokenizer, ids["input_ids"].shape[1], params.stop, cancelled)
         kwargs: dict[str, Any] = {
             **ids,
             "max_new_tokens": min(params.max_tokens, self.config.max_new_tokens),
             "do_sample": sampling,
             "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([stopper]),
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             "return_dict_in_generate": True,
         }
         if sampling:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
-        if params.stop:  # decoding stops at a stop string (the text is then cut before it)
-            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         return kwargs
 
     def _run(self, model: str, kwargs: dict, output: dict) -> None:
@@ -216,6 +231,30 @@ class GeneratorModel:
             if (manifest := ModelManifest.find(path)) is not None:
                 return manifest.system_prompt
         return DEFAULT_SYSTEM_PROMPT
+
+
+class StopCriteria:
+    """Per row, stop once the text decoded after the prompt holds a stop string (text that
+    straddles the prompt's end never counts); every row stops once `cancelled` is set."""
+
+    def __init__(self, tokenizer, prompt_length: int, stops: tuple[str, ...], cancelled=None):
+        self.tokenizer, self.prompt_length, self.stops = tokenizer, prompt_length, stops
+        self.cancelled = cancelled
+        # A stop string spans at most one token per character, plus a partial token each side.
+        self.tail = max((len(s) for s in stops), default=0) + 2
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        rows = input_ids.shape[0]
+        if self.cancelled is not None and self.cancelled.is_set():
+            return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+        if not self.stops:
+            return torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+        new = input_ids[:, self.prompt_length :][:, -self.tail :]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        found = [any(stop in text for stop in self.stops) for text in texts]
+        return torch.tensor(found, dtype=torch.bool, device=input_ids.device)
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str | None:

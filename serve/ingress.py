@@ -5,6 +5,7 @@ No `from __future__ import annotations` here: FastAPI must see real annotations 
 ingress methods, or it takes `request: Request` for a query parameter.
 """
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -17,9 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragtune.serve.admission import UserSlots
 from ragtune.serve.api import (
     ChatRequest,
     RetrieveRequest,
@@ -35,6 +38,7 @@ from ragtune.serve.query import QueryPlan, normalise, plan_query
 # No /docs, /redoc or /openapi.json: they would answer without the API key.
 api = FastAPI(title="ragtune", docs_url=None, redoc_url=None, openapi_url=None)
 logger = logging.getLogger("ray.serve")
+RETRIEVAL_ATTEMPTS = 3  # a search lost with its replica is sent again, up to this many times in all
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -64,6 +68,7 @@ class Ingress:
         self.config = config  # validated where the app was built: replicas need no tiers file
         self.retriever, self.generator = retriever, generator
         self.keys = key_hashes
+        self.slots = UserSlots(config.ingress.max_ongoing_requests)
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
@@ -71,6 +76,21 @@ class Ingress:
 
     @api.get("/v1/models")
     async def models(self, request: Request):
+        return await self._admit(self._models, request)
+
+    @api.post("/v1/retrieve")
+    async def retrieve(self, request: Request):
+        return await self._admit(self._retrieve, request)
+
+    @api.post("/v1/chat/completions")
+    async def chat(self, request: Request):
+        return await self._admit(self._chat, request)
+
+    async def _admit(self, handle, request: Request):
+        """Run a user route in one of the replica's user slots, within request_timeout_s."""
+        return await self.slots.admit(lambda: handle(request), self.config.request_timeout_s)
+
+    async def _models(self, request: Request):
         if (denied := self._deny(request)) is not None:
             return denied
         generator = self.config.generator  # one app version: the ingress and generator agree
@@ -90,8 +110,7 @@ class Ingress:
             ],
         }
 
-    @api.post("/v1/retrieve")
-    async def retrieve(self, request: Request):
+    async def _retrieve(self, request: Request):
         parsed = await self._parse(request, RetrieveRequest)
         if isinstance(parsed, JSONResponse):
             return parsed
@@ -100,13 +119,13 @@ class Ingress:
             return bad
         mode = parsed.mode or self.config.retriever.mode
         try:
-            hits = await self.retriever.search.remote(parsed.query, k, mode)
+            hits = await self._search(parsed.query, k, mode)
         except Exception as exc:
             return self._upstream_failed("retrieval", exc)
         return {"object": "list", "data": hits}
 
-    @api.post("/v1/chat/completions")
-    async def chat(self, request: Request):
+    async def _chat(self, request: Request):
+        deadline = asyncio.get_running_loop().time() + self.config.request_timeout_s  # for a stream
         parsed = await self._parse(request, ChatRequest)
         if isinstance(parsed, JSONResponse):
             return parsed
@@ -139,7 +158,7 @@ class Ingress:
         except Exception as exc:
             return self._upstream_failed("query planning", exc)
         try:
-            hits = await self.retriever.search.remote(plan.query, k, mode) if plan.retrieval else []
+            hits = await self._search(plan.query, k, mode) if plan.retrieval else []
         except Exception as exc:
             return self._upstream_failed("retrieval", exc)
         try:
@@ -158,7 +177,7 @@ class Ingress:
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if parsed.stream:
             return StreamingResponse(
-                self._stream(completion_id, model, prompt, params, sources, plan),
+                self._stream(completion_id, model, prompt, params, sources, plan, deadline),
                 media_type="text/event-stream",
             )
         try:
@@ -182,6 +201,17 @@ class Ingress:
             "query": plan.to_dict(),
         }
 
+    async def _search(self, query: str, k: int, mode: str) -> list[dict]:
+        """The retriever's hits. A search has no side effects, so a call that a dying replica
+        dropped is sent again (Serve routes it to a live or replacement replica)."""
+        for attempt in range(1, RETRIEVAL_ATTEMPTS):
+            try:
+                return await self.retriever.search.remote(query, k, mode)
+            except RayActorError as exc:  # died or unreachable mid-call
+                logger.warning("retrieval attempt %d lost its replica (%r); retrying", attempt, exc)
+                await asyncio.sleep(0.1 * attempt)
+        return await self.retriever.search.remote(query, k, mode)
+
     async def _plan(self, conversation: list[dict], choice: str) -> QueryPlan:
         """Intent and search text for this request; logged so an answer's sources can be explained."""
         query = self.config.query
@@ -200,9 +230,10 @@ class Ingress:
         params: GenerationParams,
         sources: list[dict],
         plan: QueryPlan,
+        deadline: float,
     ):
         """Server-sent events in OpenAI's chunk format; sources and the query plan ride on the
-        first chunk."""
+        first chunk. An error (a failed replica, the deadline) is one `{"error": ...}` event."""
 
         def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
             body = {
@@ -216,15 +247,25 @@ class Ingress:
             return f"data: {json.dumps(body)}\n\n"
 
         yield chunk({"role": "assistant", "content": ""}, sources=sources, query=plan.to_dict())
+        pieces = self.generator.options(stream=True).stream.remote(model, prompt, params)
         try:
-            async for piece in self.generator.options(stream=True).stream.remote(model, prompt, params):
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    piece = await anext(pieces, None)
+                if piece is None:
+                    break
                 if piece["text"]:
                     yield chunk({"content": piece["text"]})
                 if "finish_reason" in piece:
                     yield chunk({}, piece["finish_reason"], usage=piece["usage"])
+        except TimeoutError:
+            message = f"the request took longer than {self.config.request_timeout_s:g} s"
+            body = error_response(504, message, "server_error", code="timeout").body
+            yield f"data: {body.decode()}\n\n"
         except Exception as exc:
-            body = json.loads(self._upstream_failed("generation", exc).body)
-            yield f"data: {json.dumps(body)}\n\n"
+            yield f"data: {self._upstream_failed('generation', exc).body.decode()}\n\n"
+        finally:  # the client left, the deadline passed or decoding ended: the replica stops
+            pieces.cancel()
         yield "data: [DONE]\n\n"
 
     async def _parse(self, request: Request, model):
@@ -233,7 +274,7 @@ class Ingress:
             return denied
         # Every character may arrive escaped as a surrogate pair (12 bytes), plus framing per message.
         max_bytes = 12 * self.config.max_request_chars + 4096 + 256 * self.config.query.max_messages
-        data = await read_json(request, max_bytes)
+        data = await read_json(request, max_bytes, self.config.body_timeout_s)
         if isinstance(data, JSONResponse):
             return data
         try:

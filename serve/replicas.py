@@ -4,6 +4,7 @@ policy before loading its model."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -20,9 +21,11 @@ from ragtune.serve.generator import GenerationParams, GeneratorModel, condense_p
 class RetrieverDeployment:
     """Loads the index once per replica; concurrent requests are searched as one batch."""
 
-    def __init__(self, index_dir: str, torch_threads: int | None = None):
+    def __init__(self, index_dir: str, torch_threads: int | None = None, server_paths: bool = False):
         set_torch_threads(torch_threads)
         self.retriever = Retriever(index_dir)
+        sources = self.retriever.loaded.chunks.column("source").unique().to_pylist()
+        self.shown = SourcePaths(sources, relative=not server_paths)
 
     async def search(self, query: str, k: int, mode: str) -> list[dict[str, Any]]:
         result = await self._batched(query, k, mode)
@@ -44,7 +47,10 @@ class RetrieverDeployment:
                 [queries[i] for i in members],
             )
             for i, hits in zip(members, found):
-                results[i] = hits if isinstance(hits, Exception) else [asdict(hit) for hit in hits[: ks[i]]]
+                if isinstance(hits, Exception):
+                    results[i] = hits
+                else:
+                    results[i] = [self.shown.hit(asdict(hit)) for hit in hits[: ks[i]]]
         return results
 
 
@@ -97,6 +103,29 @@ class Generator:
 
     def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
         yield from self.model.stream(model, prompt, params)
+
+
+class SourcePaths:
+    """How hits name their documents to clients: relative to the folder the index's documents
+    share (no server paths in answers), or as stored when `relative` is off."""
+
+    def __init__(self, sources: list[str], relative: bool = True):
+        try:
+            root = os.path.commonpath(sources) if relative and sources else ""
+        except ValueError:  # absolute and relative paths mixed: nothing to strip
+            root = ""
+        self.root = os.path.dirname(root) if root in sources else root  # one file: its folder
+
+    def hit(self, hit: dict[str, Any]) -> dict[str, Any]:
+        """`hit` with `source`, and a `doc_id` made from it, below the shared folder."""
+        if not self.root:
+            return hit
+        source = hit["source"]
+        shown = os.path.relpath(source, self.root)
+        doc_id = hit["doc_id"]
+        if doc_id == source or doc_id.startswith(source + ":"):  # ids that are the file's path
+            doc_id = shown + doc_id[len(source) :]
+        return {**hit, "source": shown, "doc_id": doc_id}
 
 
 def each_alone(run: Callable[[list], list], items: list) -> list:

@@ -45,7 +45,7 @@ class TrainResult:
     metrics: dict[str, Any]
     seconds: float
     estimated_cost_usd: float
-    mlflow_run_id: str
+    mlflow_run_id: str | None
 
     def summary(self) -> str:
         loss = self.metrics.get("val_loss")

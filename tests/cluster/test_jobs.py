@@ -1,4 +1,5 @@
-"""A real two-node Ray cluster on 127.0.0.1 (auth on): tier placement and `ragtune submit`."""
+"""A real two-node Ray cluster on this machine (`ragtune up --network`, auth on): tier placement
+and `ragtune submit`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def two_nodes(tmp_path_factory):
     home = tmp_path_factory.mktemp("ragtune-home")
     env = {"RAGTUNE_HOME": str(home)}
     # Own agent ports: the session's embedded Ray already holds the default one.
-    up = run_cli("up", "--port", PORT, "--dashboard-port", DASHBOARD, "--agent-port", "52393", env=env)
+    up = run_cli(
+        "up", "--network", "--port", PORT, "--dashboard-port", DASHBOARD, "--agent-port", "52393", env=env
+    )
     assert up.returncode == 0, up.stderr
     ray = str(Path(sys.executable).parent / "ray")
     worker = subprocess.Popen(

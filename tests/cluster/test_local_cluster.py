@@ -1,7 +1,12 @@
 """`ragtune up`, `status` and `down` against a real local Ray head."""
 
+import json
 import os
+import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +27,25 @@ def ray_processes_for(port: str) -> list[int]:
             continue
         if f"127.0.0.1:{port}" in cmdline or f"--port={port}" in cmdline:
             found.append(int(entry))
+    return found
+
+
+LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
+
+
+def listening_addresses(session: int) -> set[str]:
+    """The addresses that processes of one session (a Ray head and its children) listen on."""
+    import psutil
+
+    found = set()
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status != psutil.CONN_LISTEN or not conn.pid:
+            continue
+        try:
+            if os.getsid(conn.pid) == session:
+                found.add(conn.laddr.ip)
+        except ProcessLookupError:
+            continue
     return found
 
 
@@ -47,6 +71,12 @@ def test_up_status_down_leaves_nothing_behind(ragtune_home):
     assert "local: 1 node(s), CPU=2" in status.stdout
     assert "jobs: none" in status.stdout and "serve apps: none" in status.stdout
     assert ray_processes_for(PORT)
+    head = json.loads((Path(ragtune_home["RAGTUNE_HOME"]) / "local-cluster.json").read_text())["pid"]
+    listening = listening_addresses(os.getsid(head))
+    assert listening and listening <= LOOPBACK, listening  # GCS, raylet, agents, metrics, client
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file():
+        assert stat.S_IMODE(token.stat().st_mode) == 0o600
 
     down = run_cli("down", env=ragtune_home)
     assert down.returncode == 0 and f"stopped 127.0.0.1:{PORT}" in down.stdout
@@ -62,3 +92,30 @@ def test_status_without_cluster_is_a_clear_error(ragtune_home):
     result = run_cli("status", env=ragtune_home)
     assert result.returncode == 2
     assert "ragtune up" in result.stderr
+
+
+EMBEDDED = """
+import json, os, psutil, sys, time
+from ragtune.cluster.local import ray_session
+with ray_session():
+    time.sleep(5)  # the agents' listeners come up after init returns
+    sys.path.insert(0, os.getcwd())
+    from tests.cluster.test_local_cluster import listening_addresses
+    print(json.dumps(sorted(listening_addresses(os.getsid(0)))))
+"""
+
+
+def test_the_embedded_ray_listens_on_loopback_only():
+    from tests.helpers import ROOT
+
+    run = subprocess.run(
+        [sys.executable, "-c", EMBEDDED],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    listening = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert listening and listening <= LOOPBACK, listening

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from ragtune.core.artifacts import IndexManifest, ModelManifest
-from ragtune.core.atomic import atomic_dir, machine_id
-from ragtune.core.errors import ArtifactError
+from ragtune.core.atomic import atomic_dir, machine_id, writer_lock
+from ragtune.core.errors import ArtifactError, InputError
 
 KILLED_WRITER = """
 import os, signal, sys
@@ -87,3 +87,34 @@ def test_only_missing_empty_or_same_kind_folders_are_replaced(tmp_path):
     with pytest.raises(ArtifactError, match="kind 'model', not 'index'"):
         IndexManifest.check_replaceable(model)
     assert os.listdir(corpus) == ["notes.md"]
+
+
+HOLDING_WRITER = """
+import sys, time
+from ragtune.core.atomic import writer_lock
+with writer_lock(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_writer_fails_clearly_while_one_holds_the_lock(tmp_path):
+    from ragtune.retrieval.config import IndexJobConfig
+    from ragtune.retrieval.job import run_index_job
+
+    target = tmp_path / "index"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDING_WRITER, str(target)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"holding\n"
+        with pytest.raises(InputError, match=f"being written by pid {holder.pid} on"):
+            with writer_lock(target):
+                pass
+        config = IndexJobConfig(documents=[str(tmp_path)], output_dir=target)
+        with pytest.raises(InputError, match="being written by"):  # before any work
+            run_index_job(config, update=True)
+    finally:
+        holder.kill()  # a killed holder frees the lock: the kernel drops it
+        holder.wait()
+    with writer_lock(target):
+        assert (tmp_path / ".index.lock").read_text().startswith(f"pid {os.getpid()} on")
+    assert not list(tmp_path.glob(".index.*"))  # the lock file goes with its writer

@@ -211,3 +211,35 @@ def test_find_documents_expands_dirs_and_globs(tmp_path):
     assert found == {"a.md", "b.rst.txt", "c.html", "d.pdf"}
     assert {p.name for p in find_documents([str(tmp_path / "sub" / "*.html")])} == {"c.html"}
     assert document_format("x/b.rst.txt") == ".rst"
+
+
+def test_links_out_of_the_document_roots_are_skipped_unless_followed(tmp_path, capsys):
+    corpus, outside = tmp_path / "corpus", tmp_path / "private"
+    (corpus / "sub").mkdir(parents=True)
+    (outside / "deep").mkdir(parents=True)
+    (corpus / "own.md").write_text("x")
+    (corpus / "sub" / "inner.md").write_text("x")
+    (outside / "secret.md").write_text("x")
+    (outside / "deep" / "more.md").write_text("x")
+    (corpus / "leak.md").symlink_to(outside / "secret.md")
+    (corpus / "linked").symlink_to(outside / "deep", target_is_directory=True)
+    (corpus / "alias.md").symlink_to(corpus / "sub" / "inner.md")  # inside the root: kept
+
+    def names(patterns, follow=False):
+        return {p.name for p in find_documents(patterns, follow)}
+
+    assert names([str(corpus)]) == {"own.md", "inner.md"}
+    assert "leak.md" in capsys.readouterr().out
+    assert names([f"{corpus}/**/*.md"]) == {"own.md", "inner.md"}  # glob's ** enters the link
+    assert names([str(corpus)], follow=True) == {"own.md", "inner.md", "secret.md", "more.md"}
+    assert names([str(corpus / "leak.md")]) == {"secret.md"}  # named itself: the user's choice
+
+
+def test_over_size_files_are_reported_skips(tmp_path):
+    chunker = Chunker(ChunkingConfig(max_file_mb=0.001).model_dump(), resolve_model("all-MiniLM-L6-v2"))
+    (tmp_path / "big.txt").write_text("word " * 400)
+    (tmp_path / "small.txt").write_text("word " * 100)
+    batch = chunker({"path": [str(tmp_path / "big.txt"), str(tmp_path / "small.txt")]})
+    reasons = dict(zip(batch["source"], batch["skipped"]))
+    assert "over chunking.max_file_mb" in reasons[str(tmp_path / "big.txt")]
+    assert reasons[str(tmp_path / "small.txt")] == ""

@@ -47,6 +47,8 @@ def served(ray_cluster, tmp_path_factory):
                 "scaling": {"num_cpus": 0.2},
             },
             "max_request_chars": 500,
+            "body_timeout_s": 3,
+            "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 8},
             "access_log": False,
         }
     )

@@ -1,9 +1,15 @@
-"""Hostile and malformed requests get a 4xx in OpenAI's error shape, never a 500; auth fails
-closed; one bad item of a batch fails alone; `ragtune status` reads a running app."""
+"""Hostile and malformed requests get a 4xx in OpenAI's error shape, never a 500; slow clients
+cannot starve the app or its health check; a lost retriever replica fails no search; answers
+show no server paths; auth fails closed; one bad item of a batch fails alone; `ragtune status`
+reads a running app."""
 
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -13,7 +19,7 @@ from ragtune.serve.api import load_api_key_hashes
 from ragtune.serve.app import app_builder
 from ragtune.serve.config import ServeJobConfig
 from ragtune.serve.replicas import each_alone
-from tests.serve.http import BASE
+from tests.serve.http import BASE, PORT
 
 USER = '{"messages": [{"role": "user", "content": %s}]%s}'
 
@@ -112,3 +118,83 @@ def test_status_reads_a_running_serve_app(served):
     text = format_status(gather_status(None))
     app_line = next(line for line in text.splitlines() if line.strip().startswith("ragtune "))
     assert "RUNNING" in app_line and "(3 deployments)" in app_line, text
+
+
+def trickle(results: list) -> None:
+    """A client that sends its headers, then one byte of body every 0.3 s until answered (or
+    for 15 s)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", PORT), timeout=30) as conn:
+        head = (
+            "POST /v1/retrieve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n"
+        )
+        conn.sendall(head.encode())
+        conn.settimeout(0.3)
+        while time.monotonic() - started < 15:
+            try:
+                reply = conn.recv(200)
+                break
+            except TimeoutError:
+                conn.sendall(b" ")
+        else:
+            reply = b""
+    results.append((reply.split(b"\r\n", 1)[0].decode(), time.monotonic() - started))
+
+
+def test_trickling_clients_get_408_or_503_and_never_delay_the_health_check(served):
+    config, _ = served
+    results: list = []
+    clients = [threading.Thread(target=trickle, args=(results,)) for _ in range(10)]
+    for client in clients:
+        client.start()
+    time.sleep(1)
+    health = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert httpx.get(f"{BASE}/healthz", timeout=10).json() == {"status": "ok"}
+        health.append(time.monotonic() - started)
+        time.sleep(0.3)
+    for client in clients:
+        client.join()
+    assert max(health) < 1.0, health
+    statuses = sorted(status.split(" ")[1] for status, _ in results)
+    assert statuses == ["408"] * 8 + ["503"] * 2, results  # 8 user slots, 2 refused at once
+    assert all(seconds < 1 for status, seconds in results if " 503" in status)
+    assert all(seconds >= config.body_timeout_s for status, seconds in results if " 408" in status)
+    retrieve = httpx.post(f"{BASE}/v1/retrieve", json={"query": "tea"}, timeout=30)
+    assert retrieve.status_code == 200  # the slots came back
+
+
+def test_answers_name_sources_relative_to_the_corpus(served):
+    _, root = served
+    hits = httpx.post(f"{BASE}/v1/retrieve", json={"query": "roses", "k": 3}, timeout=30).json()["data"]
+    assert {hit["source"] for hit in hits} == {"tea.md", "roses.md", "ray.md"}
+    assert {hit["doc_id"] for hit in hits} == {"tea.md", "roses.md", "ray.md"}
+    assert str(root) not in json.dumps(hits)
+
+
+def test_a_killed_retriever_replica_fails_no_search(served):
+    import ray
+
+    def replicas():
+        return [
+            a["name"]
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if "ragtune#RetrieverDeployment" in a["name"]
+        ]
+
+    def search(_):
+        try:
+            return httpx.post(f"{BASE}/v1/retrieve", json={"query": "tea"}, timeout=60).status_code
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+
+    victims = replicas()
+    with ThreadPoolExecutor(4) as pool:
+        before = pool.map(search, range(8))
+        for name in victims:
+            ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        during = list(pool.map(search, range(40)))
+    assert list(before) == [200] * 8 and during == [200] * 40, during
+    assert not set(replicas()) & set(victims)  # replaced

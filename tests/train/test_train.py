@@ -236,3 +236,63 @@ def test_resume_reopens_the_run_in_the_store_it_began_in(workspace, tmp_path):
     assert tracker.tracking_uri == inside and config.tracking_uri() != inside
     tracker.log_metrics({"train_loss": 1.0}, 1)
     assert client.get_metric_history(run.info.run_id, "train_loss")[0].value == 1.0
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_from_its_last_checkpoint(workspace):
+    """SIGKILL of `ragtune train` (driver and its embedded Ray) after a checkpoint: `--resume`
+    continues from that checkpoint's step to max_steps; only the steps after the checkpoint are
+    trained twice, and the final model is published."""
+    import os
+    import signal
+    import subprocess
+
+    import yaml
+
+    from tests.helpers import RAGTUNE
+
+    config = job(
+        workspace, "driver-killed", num_workers=1, max_steps=16, checkpoint_every_steps=4, log_every_steps=1
+    )
+    path = config.output_dir.parent / "driver-killed.yaml"
+    path.write_text(yaml.safe_dump({"kind": "train", **config.model_dump(mode="json")}))
+    driver = subprocess.Popen(
+        [RAGTUNE, "train", str(path)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list((config.output_dir / "ray").rglob("checkpoint_*")) and time.monotonic() < deadline:
+        assert driver.poll() is None, "the driver ended before its first checkpoint"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    while train_worker_pids() and time.monotonic() < deadline:  # orphaned workers may log on briefly
+        time.sleep(0.5)
+    run_id = json.loads((config.output_dir / "run.json").read_text())["mlflow_run_id"]
+    before = [m.step for m in mlflow_history(config, run_id, "train_loss")]
+    assert before and max(before) < 16 and not (config.output_dir / "model").exists()
+
+    resumed = run_cli("train", str(path), "--resume", timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [m.step for m in mlflow_history(config, run_id, "train_loss")]
+    again = steps[len(before) :]
+    start = again[0]  # the step after the checkpoint it resumed from
+    assert (start - 1) % 4 == 0 and start - 1 <= max(before), (before, again)
+    assert again == list(range(start, 17)), (before, again)  # none lost, none skipped
+    repeated = sorted(set(before) & set(again))
+    assert repeated == list(range(start, max(before) + 1))  # only the uncheckpointed tail
+    assert ModelManifest.find(config.output_dir / "model") is not None
+
+
+@pytest.mark.slow
+def test_training_carries_on_when_mlflow_is_unreachable(ray_cluster, workspace, capsys):
+    unreachable = "http://127.0.0.1:9"  # nothing listens on the discard port
+    config = job(workspace, "no-mlflow", num_workers=1, max_steps=4, tracking={"tracking_uri": unreachable})
+    result = run_train_job(config)
+    assert result.metrics["step"] == 4 and result.mlflow_run_id is None
+    assert ModelManifest.find(result.model_dir) is not None
+    said = capsys.readouterr().out
+    assert f"warning: MLflow at {unreachable}: starting a run failed" in said
+    assert "the job carries on without tracking" in said

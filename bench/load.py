@@ -1,0 +1,162 @@
+"""Benchmark: the Serve app under sustained load, for errors, tail latency and replica memory.
+
+    .venv/bin/python bench/load.py [--clients 8] [--seconds 60] [--soak]
+
+Deploys the bench app (bench/served_app.py) on an embedded Ray, warms it up under the same load
+(so batches have reached their full size), then runs one client for a baseline and `--clients`
+clients for `--seconds` (`--soak`: 600 s), each alternating
+`/v1/retrieve` and a chat completion over loopback, and stops by itself. Prints errors, p50/p99
+and requests/s of both runs with their ratio, and the RSS of every replica and the HTTP proxy
+before, at peak and after the load (sampled each second), with its growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from served_app import QUESTIONS, deploy_bench_app
+
+PORT = 8131
+MB = 2**20
+
+
+def serve_processes() -> dict[str, int]:
+    """Name → pid of every live Serve replica and proxy, by their process titles."""
+    import psutil
+
+    found = {}
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if title.startswith(("ray::ServeReplica:", "ray::ProxyActor")):
+            name = title.split()[0].removeprefix("ray::").split(".")[0]
+            found[f"{name}#{process.info['pid']}"] = process.info["pid"]
+    return found
+
+
+class MemoryWatch:
+    """RSS of the Serve processes, sampled every second in a background thread."""
+
+    def __init__(self):
+        import psutil
+
+        self.psutil = psutil
+        self.before = self._sample()
+        self.peak = dict(self.before)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> dict[str, int]:
+        rss = {}
+        for name, pid in serve_processes().items():
+            try:
+                rss[name] = self.psutil.Process(pid).memory_info().rss
+            except self.psutil.NoSuchProcess:
+                continue
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            for name, rss in self._sample().items():
+                self.peak[name] = max(self.peak.get(name, 0), rss)
+
+    def finish(self) -> dict[str, tuple[int, int, int]]:
+        """name → (before, peak, after) bytes."""
+        self._stop.set()
+        self._thread.join()
+        after = self._sample()
+        names = sorted(set(self.before) | set(after))
+        return {n: (self.before.get(n, 0), self.peak.get(n, 0), after.get(n, 0)) for n in names}
+
+
+def run_clients(url: str, clients: int, seconds: float) -> dict:
+    """`clients` threads alternating retrieve and chat for `seconds`; latencies and outcomes."""
+    import httpx
+
+    latencies: list[float] = []
+    outcomes: Counter = Counter()
+    deadline = time.monotonic() + seconds
+
+    def client(number: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            turn = number
+            while time.monotonic() < deadline:
+                question = QUESTIONS[turn % len(QUESTIONS)]
+                if turn % 2:
+                    path, body = "/v1/retrieve", {"query": question, "k": 3}
+                else:
+                    path, body = (
+                        "/v1/chat/completions",
+                        {
+                            "messages": [{"role": "user", "content": question}],
+                            "max_tokens": 16,
+                        },
+                    )
+                started = time.perf_counter()
+                try:
+                    status = http.post(f"{url}{path}", json=body).status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                latencies.append(time.perf_counter() - started)
+                outcomes[status] += 1
+                turn += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "errors": sum(n for status, n in outcomes.items() if status != 200),
+        "outcomes": dict(outcomes),
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "rps": len(latencies) / elapsed,
+    }
+
+
+def main() -> None:
+    import ray
+    from ray import serve
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--soak", action="store_true", help="run the load for 600 s")
+    args = parser.parse_args()
+    seconds = 600 if args.soak else args.seconds
+    _, url = deploy_bench_app(Path(tempfile.mkdtemp()), PORT, access_log=False)
+    run_clients(url, args.clients, min(20, seconds / 3))  # warm-up: batches reach their full size
+    baseline = run_clients(url, 1, min(20, seconds / 3))
+    watch = MemoryWatch()
+    loaded = run_clients(url, args.clients, seconds)
+    time.sleep(5)  # let replicas settle before the "after" sample
+    memory = watch.finish()
+    print(f"\n{'run':<14}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}  outcomes")
+    for name, run in (("1 client", baseline), (f"{args.clients} clients", loaded)):
+        print(
+            f"{name:<14}{run['requests']:>9}{run['errors']:>8}{run['p50']:>9.1f}{run['p99']:>9.1f}"
+            f"{run['rps']:>8.1f}  {run['outcomes']}"
+        )
+    print(f"throughput ratio {args.clients} clients / 1 client: {loaded['rps'] / baseline['rps']:.2f}x")
+    print(f"\n{'process':<44}{'before MB':>10}{'peak MB':>9}{'after MB':>9}{'growth MB':>10}")
+    for name, (before, peak, after) in memory.items():
+        print(
+            f"{name:<44}{before / MB:>10.0f}{peak / MB:>9.0f}{after / MB:>9.0f}{(after - before) / MB:>10.1f}"
+        )
+    serve.shutdown()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The app the Serve benchmarks drive: an embedded Ray, a small index (the Python-docs corpus if
+`make python-docs` ran, else generated text), a tiny generator, deployed on loopback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT))  # for tests.helpers; an installed ragtune comes first
+
+THREADS = 2  # the retriever's torch threads, as in-process (torch's default on this 2-core machine)
+QUESTIONS = [
+    "How do I read a file line by line?",
+    "What is a list comprehension?",
+    "How do I sort a dictionary by value?",
+    "What does the with statement do?",
+    "How are exceptions raised?",
+    "What is a generator?",
+]
+
+
+def corpus(root: Path) -> Path:
+    docs = root / "docs"
+    docs.mkdir()
+    source = ROOT / "data" / "python-docs" / "corpus.jsonl"
+    if source.is_file():
+        lines = source.read_text().splitlines()[:400]
+        (docs / "python.jsonl").write_text("\n".join(lines) + "\n")
+    else:
+        for i in range(200):
+            (docs / f"doc{i}.md").write_text(f"# Topic {i}\n\n" + " ".join(QUESTIONS) * 3)
+    return docs
+
+
+def deploy_bench_app(tmp: Path, port: int, access_log: bool = True):
+    """Start Ray, index the corpus, deploy the app; its config and URL."""
+    import ray
+
+    from ragtune.retrieval.config import IndexJobConfig
+    from ragtune.retrieval.job import run_index_job
+    from ragtune.serve.app import deploy
+    from ragtune.serve.config import ServeJobConfig
+    from tests.helpers import tiny_model
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        resources={"tier:local": 1000},
+        include_dashboard=False,
+        configure_logging=False,
+    )
+    run_index_job(IndexJobConfig(documents=[str(corpus(tmp))], output_dir=tmp / "index"))
+    config = ServeJobConfig.model_validate(
+        {
+            "port": port,
+            "retriever": {
+                "index_dir": str(tmp / "index"),
+                "k": 3,
+                "torch_threads": THREADS,
+                "scaling": {
+                    "min_replicas": 1,
+                    "max_replicas": 2,
+                    "num_cpus": 0.2,
+                    "target_ongoing_requests": 2,
+                    "max_ongoing_requests": 16,
+                },
+            },
+            "generator": {
+                "base_model": str(tiny_model(tmp)),
+                "max_new_tokens": 16,
+                "scaling": {"num_cpus": 0.5, "max_ongoing_requests": 16},
+            },
+            "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 64},
+            "access_log": access_log,
+        }
+    )
+    return config, deploy(config)
