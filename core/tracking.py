@@ -96,6 +96,7 @@ def start_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str,
     """Create (or reuse) the experiment and open a new run in it."""
     from mlflow.tracking import MlflowClient
 
+    _fail_fast()
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
@@ -109,7 +110,6 @@ def start_job_run(config, job: str, tier: str, extra_params: dict[str, Any]) -> 
     `output_dir`, as the job configs do. MLflow unreachable: a RunLogger without a run, said once."""
     tags = {"tier": tier, "ragtune.job": job}
     uri = config.tracking_uri()
-    _fail_fast()
     try:
         tracker = start_run(uri, config.tracking.experiment, config.output_dir.name, tags)
     except Exception as exc:  # tracking must not stop the job

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ragtune.serve.api import error_response
 
@@ -40,9 +40,7 @@ class UserSlots:
             async with asyncio.timeout(timeout_s):
                 response = await handle()
         except TimeoutError:
-            response = error_response(
-                504, f"the request took longer than {timeout_s:g} s", "server_error", code="timeout"
-            )
+            response = timeout_response(timeout_s)
         except BaseException:
             self.inside -= 1
             raise
@@ -53,6 +51,13 @@ class UserSlots:
 
     def _leave(self) -> None:
         self.inside -= 1
+
+
+def timeout_response(timeout_s: float) -> JSONResponse:
+    """The 504 of a request past its deadline (a stream sends its body as an error event)."""
+    return error_response(
+        504, f"the request took longer than {timeout_s:g} s", "server_error", code="timeout"
+    )
 
 
 class SlotStream(StreamingResponse):

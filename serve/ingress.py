@@ -22,7 +22,7 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragtune.serve.admission import UserSlots
+from ragtune.serve.admission import UserSlots, timeout_response
 from ragtune.serve.api import (
     ChatRequest,
     RetrieveRequest,
@@ -259,9 +259,7 @@ class Ingress:
                 if "finish_reason" in piece:
                     yield chunk({}, piece["finish_reason"], usage=piece["usage"])
         except TimeoutError:
-            message = f"the request took longer than {self.config.request_timeout_s:g} s"
-            body = error_response(504, message, "server_error", code="timeout").body
-            yield f"data: {body.decode()}\n\n"
+            yield f"data: {timeout_response(self.config.request_timeout_s).body.decode()}\n\n"
         except Exception as exc:
             yield f"data: {self._upstream_failed('generation', exc).body.decode()}\n\n"
         finally:  # the client left, the deadline passed or decoding ended: the replica stops
