@@ -6,7 +6,7 @@ STAMP := $(VENV)/.ragtune-setup
 export DS_BUILD_SHM_COMM := 1
 export DS_BUILD_CPU_ADAM := 1
 
-.PHONY: setup test test-all demo lint clean python-docs retrieval-benchmark
+.PHONY: setup test test-all demo lint clean python-docs retrieval-benchmark dist image image-gpu
 
 setup: $(STAMP)
 
@@ -45,6 +45,22 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The node artifact: the wheel (with its SHA-256 and the node install script) in dist/, and the
+# images built from it (Dockerfile; IMAGE=REGISTRY/ragtune:VERSION, then push it).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+WHEEL := dist/ragtune-$(VERSION)-py3-none-any.whl
+IMAGE ?= ragtune:$(VERSION)
+
+dist: setup
+	$(BIN)/python tools/build_wheel.py dist
+
+image: dist
+	docker build -t $(IMAGE) --build-arg WHEEL=$(WHEEL) .
+
+image-gpu: dist
+	docker build -t $(IMAGE)-gpu --build-arg WHEEL=$(WHEEL) --build-arg EXTRAS=gpu \
+		--build-arg BASE_IMAGE=rayproject/ray:2.60.0-py311-gpu .
 
 # The Python-docs FAQ benchmark: Debian's python3.11-doc reST sources → corpus + queries.
 python-docs: setup

@@ -1,14 +1,17 @@
 """Benchmark: the Serve app under sustained load, for errors, tail latency and replica memory.
 
-    .venv/bin/python bench/load.py [--clients 8] [--seconds 60] [--soak] [--kill Generator]
+    .venv/bin/python bench/load.py [--clients 8] [--seconds 60] [--soak] [--replicas 2]
+                                   [--kill Generator]
 
 Deploys the bench app (bench/served_app.py) on an embedded Ray, warms it up under the same load
 (so batches have reached their full size), then runs one client for a baseline and `--clients`
 clients for `--seconds` (`--soak`: 600 s), each alternating `/v1/retrieve` and a chat completion
 over loopback, and stops by itself. Prints errors, p50/p99 and requests/s of both runs with their
 ratio, and the RSS of every replica and the HTTP proxy before, at peak and after the load (sampled
-each second), with its growth. `--kill DEPLOYMENT` kills every replica of it a third into the
-loaded run and reports, per route, failed requests and the seconds to the first success.
+each second), with its growth. `--replicas N` keeps N replicas of the retriever and the generator.
+`--kill DEPLOYMENT` kills replicas of it a third into the loaded run (every one with one replica,
+one of them with more) and reports, per route, failed requests, the seconds to the first success
+and the longest gap between successes after the kill.
 """
 
 from __future__ import annotations
@@ -129,33 +132,39 @@ def run_clients(url: str, clients: int, seconds: float) -> dict:
     }
 
 
-def kill_replicas_later(deployment: str, delay: float) -> list[float]:
-    """Kill every replica of `deployment` after `delay` s (in a thread); the kill time lands in
-    the returned list."""
+def kill_replicas_later(deployment: str, delay: float, spare: int) -> list[float]:
+    """Kill the replicas of `deployment` but `spare` of them after `delay` s (in a thread); the
+    kill time lands in the returned list."""
     import ray
 
     killed: list[float] = []
 
     def kill() -> None:
         time.sleep(delay)
-        for actor in ray.util.list_named_actors(all_namespaces=True):
-            if f"#{deployment}#" in actor["name"]:
-                ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+        replicas = [
+            actor
+            for actor in ray.util.list_named_actors(all_namespaces=True)
+            if f"#{deployment}#" in actor["name"]
+        ]
+        for actor in replicas[spare:]:
+            ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
         killed.append(time.monotonic())
 
     threading.Thread(target=kill, daemon=True).start()
     return killed
 
 
-def recovery(events: list, killed_at: float) -> dict[str, tuple[int, int, float]]:
-    """Per path: requests answered after the kill, how many failed, and the seconds from the
-    kill to the first success after it."""
+def recovery(events: list, killed_at: float) -> dict[str, tuple[int, int, float, float]]:
+    """Per path: requests answered after the kill, how many failed, the seconds from the kill to
+    the first success after it, and the longest gap between successes from the kill on."""
     report = {}
     for path in sorted({path for _, path, _ in events}):
         after = [(t, status) for t, p, status in events if p == path and t >= killed_at]
-        first_ok = min((t for t, status in after if status == 200), default=float("nan"))
+        successes = [killed_at] + sorted(t for t, status in after if status == 200)
+        gaps = [later - earlier for earlier, later in zip(successes, successes[1:])]
         failed = sum(status != 200 for _, status in after)
-        report[path] = (len(after), failed, first_ok - killed_at)
+        first_ok = gaps[0] if gaps else float("nan")
+        report[path] = (len(after), failed, first_ok, max(gaps, default=float("nan")))
     return report
 
 
@@ -167,18 +176,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--soak", action="store_true", help="run the load for 600 s")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas of retriever and generator")
     parser.add_argument(
         "--kill",
         choices=["RetrieverDeployment", "Generator"],
-        help="kill every replica of this deployment a third into the loaded run",
+        help="a third into the loaded run, kill every replica of this deployment (one of them "
+        "with --replicas > 1)",
     )
     args = parser.parse_args()
     seconds = 600 if args.soak else args.seconds
-    _, url = deploy_bench_app(Path(tempfile.mkdtemp()), PORT, access_log=False)
+    _, url = deploy_bench_app(Path(tempfile.mkdtemp()), PORT, access_log=False, replicas=args.replicas)
     run_clients(url, args.clients, min(20, seconds / 3))  # warm-up: batches reach their full size
     baseline = run_clients(url, 1, min(20, seconds / 3))
     watch = MemoryWatch()
-    killed = kill_replicas_later(args.kill, seconds / 3) if args.kill else []
+    spare = args.replicas - 1 if args.replicas > 1 else 0
+    killed = kill_replicas_later(args.kill, seconds / 3, spare) if args.kill else []
     loaded = run_clients(url, args.clients, seconds)
     time.sleep(5)  # let replicas settle before the "after" sample
     memory = watch.finish()
@@ -190,11 +202,12 @@ def main() -> None:
         )
     print(f"throughput ratio {args.clients} clients / 1 client: {loaded['rps'] / baseline['rps']:.2f}x")
     if killed:
-        print(f"\nafter killing every {args.kill} replica:")
-        for path, (answered, failed, seconds_to_ok) in recovery(loaded["events"], killed[0]).items():
+        which = "every" if spare == 0 else f"{args.replicas - spare} of {args.replicas}"
+        print(f"\nafter killing {which} {args.kill} replica(s):")
+        for path, (answered, failed, to_ok, gap) in recovery(loaded["events"], killed[0]).items():
             print(
-                f"  {path:<22} {answered} answered, {failed} failed, "
-                f"first success {seconds_to_ok:.1f} s after"
+                f"  {path:<22} {answered} answered, {failed} failed, first success {to_ok:.1f} s "
+                f"after, longest gap between successes {gap:.1f} s"
             )
     print(f"\n{'process':<44}{'before MB':>10}{'peak MB':>9}{'after MB':>9}{'growth MB':>10}")
     for name, (before, peak, after) in memory.items():

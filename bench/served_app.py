@@ -33,8 +33,9 @@ def corpus(root: Path) -> Path:
     return docs
 
 
-def deploy_bench_app(tmp: Path, port: int, access_log: bool = True):
-    """Start Ray, index the corpus, deploy the app; its config and URL."""
+def deploy_bench_app(tmp: Path, port: int, access_log: bool = True, replicas: int = 1):
+    """Start Ray, index the corpus, deploy the app (`replicas`: the fewest of the retriever and of
+    the generator); its config and URL."""
     import ray
 
     from ragtune.retrieval.config import IndexJobConfig
@@ -59,8 +60,8 @@ def deploy_bench_app(tmp: Path, port: int, access_log: bool = True):
                 "k": 3,
                 "torch_threads": THREADS,
                 "scaling": {
-                    "min_replicas": 1,
-                    "max_replicas": 2,
+                    "min_replicas": replicas,
+                    "max_replicas": max(2, replicas),
                     "num_cpus": 0.2,
                     "target_ongoing_requests": 2,
                     "max_ongoing_requests": 16,
@@ -69,7 +70,12 @@ def deploy_bench_app(tmp: Path, port: int, access_log: bool = True):
             "generator": {
                 "base_model": str(tiny_model(tmp)),
                 "max_new_tokens": 16,
-                "scaling": {"num_cpus": 0.5, "max_ongoing_requests": 16},
+                "scaling": {
+                    "min_replicas": replicas,
+                    "max_replicas": replicas,
+                    "num_cpus": 0.5,
+                    "max_ongoing_requests": 16,
+                },
             },
             "ingress": {"num_cpus": 0.1, "max_ongoing_requests": 64},
             "access_log": access_log,

@@ -14,6 +14,7 @@ from ragtune.cli.common import (
     JobsAddress,
     SetOption,
     TiersOption,
+    load_cluster_job_config,
     load_job_config,
     verb_group,
 )
@@ -22,6 +23,21 @@ from ragtune.core.errors import ClusterError, ConfigError
 app = typer.Typer()
 jobs_app = verb_group("Ray jobs on a cluster.")
 render_app = verb_group("Render the autoscaling cluster.")
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure", help="Allow plain http to a cluster off this machine (the token goes in clear)."
+    ),
+]
+
+
+def _jobs_url(address: str | None, insecure: bool) -> str:
+    """The Jobs API URL to use, refused when it would send the token in clear."""
+    from ragtune.cluster.jobs import jobs_address, require_secure_transport
+
+    url = jobs_address(address)
+    require_secure_transport(url, insecure)
+    return url
 
 
 @app.command()
@@ -99,14 +115,17 @@ def submit(
     set_: SetOption = None,
     address: JobsAddress = None,
     follow: Annotated[bool, typer.Option("--follow", help="Stream logs until it ends.")] = False,
+    insecure: InsecureOption = False,
     tiers: TiersOption = None,
 ) -> None:
-    """Run `ragtune VERB CONFIG` on a cluster as a Ray job (config and tiers file uploaded with it)."""
+    """Run `ragtune VERB CONFIG` on a cluster as a Ray job (config and tiers file uploaded with
+    it; its paths must be absolute on storage the nodes share, or URIs)."""
     from ragtune.cluster.jobs import follow_logs, job_status, submit_job
 
     if verb not in JOB_VERBS:
         raise ConfigError("submit", "verb", f"cannot submit '{verb}'; job verbs: {', '.join(JOB_VERBS)}")
-    load_job_config(config, set_, expect=JOB_VERBS[verb])  # fail here, not on the cluster
+    load_cluster_job_config(config, set_, JOB_VERBS[verb])  # fail here, not on the cluster
+    address = _jobs_url(address, insecure)
     job_id = submit_job(verb, config, address, set_ or [])
     typer.echo(f"submitted {job_id}")
     if follow:
@@ -116,20 +135,20 @@ def submit(
 
 
 @jobs_app.command("list")
-def jobs_list(address: JobsAddress = None) -> None:
+def jobs_list(address: JobsAddress = None, insecure: InsecureOption = False) -> None:
     """Jobs submitted to the cluster."""
     from ragtune.cluster.jobs import list_jobs
 
-    for job in list_jobs(address):
+    for job in list_jobs(_jobs_url(address, insecure)):
         typer.echo(f"{job['id']}  {job['status']:<10} {job['entrypoint']}")
 
 
 @jobs_app.command("status")
-def jobs_status(job_id: str, address: JobsAddress = None) -> None:
+def jobs_status(job_id: str, address: JobsAddress = None, insecure: InsecureOption = False) -> None:
     """One job's status."""
     from ragtune.cluster.jobs import job_status
 
-    typer.echo(job_status(job_id, address))
+    typer.echo(job_status(job_id, _jobs_url(address, insecure)))
 
 
 @jobs_app.command("logs")
@@ -137,10 +156,12 @@ def jobs_logs(
     job_id: str,
     address: JobsAddress = None,
     follow: Annotated[bool, typer.Option("--follow", help="Stream until the job ends.")] = False,
+    insecure: InsecureOption = False,
 ) -> None:
     """A job's logs."""
     from ragtune.cluster.jobs import follow_logs, job_logs
 
+    address = _jobs_url(address, insecure)
     if follow:
         for lines in follow_logs(job_id, address):
             typer.echo(lines, nl=False)
@@ -149,30 +170,70 @@ def jobs_logs(
 
 
 @jobs_app.command("stop")
-def jobs_stop(job_id: str, address: JobsAddress = None) -> None:
+def jobs_stop(job_id: str, address: JobsAddress = None, insecure: InsecureOption = False) -> None:
     """Stop a running job."""
     from ragtune.cluster.jobs import stop_job
 
-    typer.echo(f"{job_id}: {'stopping' if stop_job(job_id, address) else 'not running'}")
+    stopping = stop_job(job_id, _jobs_url(address, insecure))
+    typer.echo(f"{job_id}: {'stopping' if stopping else 'not running'}")
 
 
 @render_app.command("render")
 def cluster_render(
-    config: Path,
-    target: Annotated[Literal["launcher", "kuberay"], typer.Option(help="launcher or kuberay.")] = "launcher",
+    config: Annotated[Path, typer.Argument(help="The cluster config (configs/cluster.yaml).")],
+    job: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="rayjob: VERB CONFIG (e.g. train configs/train/x.yaml); rayservice: SERVE_CONFIG."
+        ),
+    ] = None,
+    target: Annotated[
+        Literal["launcher", "kuberay", "rayjob", "rayservice"],
+        typer.Option(help="launcher (ray up), kuberay (a RayCluster), rayjob or rayservice."),
+    ] = "launcher",
+    name: Annotated[
+        str | None, typer.Option(help="RayJob/RayService name; default from the config file.")
+    ] = None,
+    set_: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
     tiers: TiersOption = None,
 ) -> None:
-    """Ray cluster-launcher YAML (for `ray up`) or KubeRay manifests (for kubectl apply)."""
+    """Ray cluster-launcher YAML (for `ray up`) or KubeRay manifests (for `kubectl apply -f`)."""
     import yaml
 
-    from ragtune.cluster.launcher import render_kuberay, render_launcher
+    from ragtune.cluster import kuberay
+    from ragtune.cluster.launcher import render_launcher
 
-    cluster = load_job_config(config, None, expect="cluster")
+    cluster = load_job_config(config, set_, expect="cluster")
+    job = job or []
+    wants = {"rayjob": "VERB CONFIG", "rayservice": "SERVE_CONFIG"}.get(target)
+    if (
+        (wants is None and job)
+        or (target == "rayjob" and len(job) < 2)
+        or (target == "rayservice" and len(job) != 1)
+    ):
+        raise typer.BadParameter(
+            f"--target {target} takes {wants or 'no more arguments'} after the cluster config"
+        )
     if target == "launcher":
         text = yaml.safe_dump(render_launcher(cluster), sort_keys=False)
+    elif target == "kuberay":
+        text = yaml.safe_dump_all(kuberay.render_kuberay(cluster), sort_keys=False)
     else:
-        text = yaml.safe_dump_all(render_kuberay(cluster), sort_keys=False)
+        job_config = Path(job[-1])
+        resource = name or _resource_name(job_config)
+        if target == "rayjob":
+            verb = " ".join(job[:-1])
+            if verb not in JOB_VERBS:
+                raise ConfigError("render", "verb", f"cannot run '{verb}'; job verbs: {', '.join(JOB_VERBS)}")
+            load_cluster_job_config(job_config, None, JOB_VERBS[verb])
+            manifests = kuberay.render_rayjob(cluster, verb, job_config, resource)
+        else:
+            from ragtune.serve.app import require_auth_choice
+
+            require_auth_choice(load_cluster_job_config(job_config, None, "serve"), str(job_config))
+            manifests = kuberay.render_rayservice(cluster, job_config, resource)
+        text = yaml.safe_dump_all(manifests, sort_keys=False)
     if out:
         from ragtune.core.atomic import write_text_atomic
 
@@ -180,3 +241,10 @@ def cluster_render(
         typer.echo(f"wrote {out}")
     else:
         typer.echo(text, nl=False)
+
+
+def _resource_name(path: Path) -> str:
+    """A Kubernetes name from a config file name (`python-docs_lora.yaml` → `python-docs-lora`)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-")[:50] or "ragtune-job"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ragtune.core.config import load_config, read_yaml
+from ragtune.core.config import apply_overrides, load_config, read_yaml, relative_paths
 from ragtune.core.errors import ConfigError
 
 # Config kinds `ragtune validate` knows: kind -> (module, model class). A file names its kind
@@ -20,7 +20,7 @@ CONFIG_KINDS: dict[str, tuple[str, str]] = {
     "retrieval-eval": ("ragtune.eval.retrieval", "RetrievalEvalConfig"),
     "train": ("ragtune.train.config", "TrainJobConfig"),
     "serve": ("ragtune.serve.config", "ServeJobConfig"),
-    "cluster": ("ragtune.cluster.launcher", "ClusterConfig"),
+    "cluster": ("ragtune.cluster.cluster_config", "ClusterConfig"),
     "answer-eval": ("ragtune.eval.answers", "AnswerEvalConfig"),
     "followup-eval": ("ragtune.eval.followups", "FollowupEvalConfig"),
     "demo": ("ragtune.demo.config", "DemoConfig"),
@@ -99,3 +99,21 @@ def load_job_config(path: Path, overrides: list[str] | None, expect: str | None 
         )
     module, name = CONFIG_KINDS[kind]
     return load_config(getattr(importlib.import_module(module), name), path, overrides or [])
+
+
+def load_cluster_job_config(path: Path, overrides: list[str] | None, kind: str):
+    """Load a config a cluster will run; its relative paths are an error, since the job runs
+    in a folder of its own there (the README: absolute paths on shared storage, or URIs)."""
+    loaded = load_job_config(path, overrides, expect=kind)
+    module, name = CONFIG_KINDS[kind]
+    data = apply_overrides(read_yaml(path), overrides or [], str(path))
+    relative = relative_paths(getattr(importlib.import_module(module), name), data)
+    if relative:
+        raise ConfigError(
+            str(path),
+            relative[0].split(":")[0],
+            f"'{relative[0].split(': ', 1)[1]}' is relative to this machine's current folder, but "
+            "the job runs on the cluster in a folder of its own: give an absolute path on storage "
+            "every node mounts (or a URI)",
+        )
+    return loaded

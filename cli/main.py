@@ -30,6 +30,14 @@ def validate(config: Path, set_: SetOption = None, tiers: TiersOption = None) ->
     typer.echo(f"{config}: valid {loaded.kind} config")
 
 
+@app.command()
+def version() -> None:
+    """Print ragtune's version and where it is installed (what a node runs)."""
+    import ragtune
+
+    typer.echo(f"ragtune {ragtune.__version__} ({Path(ragtune.__file__).parent})")
+
+
 def main() -> None:
     """Entry point: an expected failure or a usage mistake prints one line and exits non-zero
     (RAGTUNE_DEBUG=1 shows the traceback)."""

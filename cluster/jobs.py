@@ -20,6 +20,7 @@ from ragtune.cluster.tiers import TIERS_ENV, tiers_file
 from ragtune.core.errors import ClusterError
 
 AGENT_WAIT_S = 60
+DEBUG_ENV = "RAGTUNE_DEBUG"
 JOB_TIERS_FILE = "ragtune-tiers.yaml"  # the submitter's tiers file, inside the job's working dir
 Result = TypeVar("Result")
 
@@ -33,6 +34,25 @@ def jobs_address(address: str | None) -> str:
     if os.environ.get("RAY_ADDRESS", "").startswith("http"):
         return os.environ["RAY_ADDRESS"]
     raise ClusterError("no cluster to submit to", "pass --address http://HEAD:8265 or run `ragtune up`")
+
+
+def require_secure_transport(url: str, insecure: bool) -> None:
+    """Refuse plain http to a Jobs API off this machine (the cluster token would cross the
+    network in clear) unless `insecure` says so."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if urlsplit(url).scheme == "http" and not loopback and not insecure:
+        raise ClusterError(
+            f"plain http to {host} would send the cluster token in clear",
+            "use https (an authenticated ingress) or a tunnel to 127.0.0.1 (`kubectl "
+            "port-forward`, `ray dashboard`), or pass --insecure on a network you trust",
+        )
 
 
 def _call(address: str | None, action: Callable[..., Result]) -> Result:
@@ -57,7 +77,9 @@ def submit_job(
         shutil.copy(config, Path(package) / config.name)
         shutil.copy(tiers_file(), Path(package) / JOB_TIERS_FILE)
         args = [*verb.split(), config.name, *(f"--set={item}" for item in overrides)]
-        runtime_env = {"working_dir": package, "env_vars": {**(env or {}), TIERS_ENV: JOB_TIERS_FILE}}
+        debug = {DEBUG_ENV: "1"} if os.environ.get(DEBUG_ENV) == "1" else {}  # tracebacks in its logs too
+        env_vars = {**(env or {}), **debug, TIERS_ENV: JOB_TIERS_FILE}
+        runtime_env = {"working_dir": package, "env_vars": env_vars}
 
         def submit(client) -> str:
             deadline = time.monotonic() + AGENT_WAIT_S

@@ -1,62 +1,31 @@
-"""Render the autoscaling cluster from configs/cluster.yaml and the tiers: Ray cluster-launcher
-YAML (for `ray up`) and KubeRay manifests (RayCluster, RayJob, RayService)."""
+"""Render the Ray cluster-launcher YAML (`ray up`) from the cluster config and the tiers: one node
+type per tier, every node running ragtune from its wheel or image, token auth on, the dashboard
+on the head's loopback (reached with `ray dashboard CLUSTER.yaml`, an SSH tunnel)."""
 
 from __future__ import annotations
 
-import json
+import shlex
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
-
+from ragtune.cluster.cluster_config import BASE_IMAGE, GPU_BASE_IMAGE, ClusterConfig, is_url
 from ragtune.cluster.tiers import HardwareTier, TiersFile, load_tiers
-from ragtune.core.config import StrictModel
 
-GPU_NODE_SELECTOR = {  # GKE/EKS label values for accelerator types
+GPU_ACCELERATORS = {  # GCP accelerator type names
     "A10G": "nvidia-a10g",
     "H100": "nvidia-h100-80gb",
     "A100": "nvidia-tesla-a100",
     "L4": "nvidia-l4",
     "T4": "nvidia-tesla-t4",
 }
+NODE_DIR = "~/ragtune"  # on every node: the wheel, the install script and the token
+TOKEN = f"{NODE_DIR}/auth_token"
+RAY_ENV = f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={TOKEN}"
+START = "ulimit -n 65536; ray start --object-manager-port=8076 --disable-usage-stats"
 
 
-class ClusterConfig(StrictModel):
-    """Where the cluster runs and which tiers it is made of."""
-
-    kind: Literal["cluster"] = "cluster"
-    cluster_name: str = Field("ragtune", description="Cluster name.")
-    provider: Literal["aws", "gcp", "kubernetes"] = Field(description="Cloud or Kubernetes.")
-    region: str | None = Field(None, description="Cloud region (aws, gcp).")
-    availability_zone: str | None = Field(None, description="Zone(s), comma-separated.")
-    project_id: str | None = Field(None, description="GCP project.")
-    namespace: str = Field("default", description="Kubernetes namespace.")
-    head_tier: str = Field(description="Tier of the head node (runs no work itself).")
-    worker_tiers: list[str] = Field(min_length=1, description="Tiers the autoscaler may add.")
-    image: str = Field("rayproject/ray:2.60.0-py311", description="Container image.")
-    idle_timeout_minutes: float = Field(10, gt=0, description="Idle nodes go after this.")
-    ssh_user: str = Field("ubuntu", description="SSH user for cloud VMs.")
-    setup_commands: list[str] = Field(
-        default_factory=lambda: ["pip install 'ragtune[gpu] @ git+https://example.com/ragtune'"],
-        description="Commands run on every node after boot.",
-    )
-    tiers_file: Path | None = Field(
-        None, description="Tiers file; default the one in effect (--tiers, RAGTUNE_TIERS, else shipped)."
-    )
-
-    @model_validator(mode="after")
-    def _cloud_needs_region(self) -> ClusterConfig:
-        if self.provider in ("aws", "gcp") and not self.region:
-            raise ValueError(f"provider {self.provider} needs a region")
-        if self.provider == "gcp" and not self.project_id:
-            raise ValueError("provider gcp needs project_id")
-        tiers = load_tiers(self.tiers_file)
-        for name in [self.head_tier, *self.worker_tiers]:
-            tiers.get(name)
-        return self
-
-
-def _resources(tier: HardwareTier) -> dict[str, Any]:
+def node_resources(tier: HardwareTier) -> dict[str, Any]:
     """What a node of the tier advertises to Ray: CPUs, GPUs, accelerator, tier resource."""
     resources: dict[str, Any] = {"CPU": int(tier.cpus), **tier.node_resources()}
     if tier.gpus:
@@ -68,10 +37,13 @@ def _resources(tier: HardwareTier) -> dict[str, Any]:
 def render_launcher(config: ClusterConfig, tiers: TiersFile | None = None) -> dict[str, Any]:
     """A Ray cluster-launcher config: one `available_node_types` entry per tier."""
     tiers = tiers or load_tiers(config.tiers_file)
+    wheel = config.wheel_file()
+    token = config.token_file()
     head = tiers.get(config.head_tier)
+    common_setup = [f"chmod 600 {TOKEN}", *config.setup_commands]
     node_types: dict[str, Any] = {
         f"head-{head.name}": {
-            "resources": {**_resources(head), "CPU": 0},  # the head schedules, it does not work
+            "resources": {**node_resources(head), "CPU": 0},  # the head schedules, it does not work
             "node_config": _node_config(config, head),
         }
     }
@@ -80,30 +52,77 @@ def render_launcher(config: ClusterConfig, tiers: TiersFile | None = None) -> di
         node_types[name] = {
             "min_workers": tier.min_nodes,
             "max_workers": tier.max_nodes,
-            "resources": _resources(tier),
+            "resources": node_resources(tier),
             "node_config": _node_config(config, tier),
-            **({"labels": tier.labels} if tier.labels else {}),
+            "labels": {**tier.labels, **tier.node_labels()},
         }
+        if tier.gpus:  # the GPU image, and the wheel with its GPU extras (replaces the common setup)
+            node_types[name]["docker"] = {"worker_image": config.node_image(tier.gpus) or GPU_BASE_IMAGE}
+            node_types[name]["worker_setup_commands"] = [*common_setup, *_install(wheel, tier)]
+    return {
+        "cluster_name": config.cluster_name,
+        "max_workers": sum(tiers.get(n).max_nodes for n in config.worker_tiers),
+        "idle_timeout_minutes": config.idle_timeout_minutes,
+        "provider": _provider(config),
+        "auth": {"ssh_user": config.ssh_user},
+        "docker": _docker(config, head),
+        "file_mounts": _file_mounts(token, wheel),
+        "available_node_types": node_types,
+        "head_node_type": f"head-{head.name}",
+        "setup_commands": common_setup,
+        "head_setup_commands": _install(wheel, head),
+        "worker_setup_commands": _install(wheel, None),
+        # Token auth on every Ray process; the dashboard (Jobs API) on the head's loopback only.
+        "head_start_ray_commands": [
+            "ray stop",
+            f"{RAY_ENV}; {START} --head --port=6379 --dashboard-host=127.0.0.1 "
+            "--autoscaling-config=~/ray_bootstrap_config.yaml",
+        ],
+        "worker_start_ray_commands": ["ray stop", f"{RAY_ENV}; {START} --address=$RAY_HEAD_IP:6379"],
+    }
+
+
+def _file_mounts(token: Path, wheel: str | None) -> dict[str, str]:
+    """Node path → local path: the token, and the install script, wheel and hash to install."""
+    mounts = {f"{NODE_DIR}/auth_token": str(token)}
+    if wheel is not None:
+        mounts[f"{NODE_DIR}/install-ragtune.sh"] = str(files("ragtune.cluster") / "install-ragtune.sh")
+        if not is_url(wheel):
+            mounts[f"{NODE_DIR}/{Path(wheel).name}"] = wheel
+            if Path(f"{wheel}.sha256").is_file():
+                mounts[f"{NODE_DIR}/{Path(wheel).name}.sha256"] = f"{wheel}.sha256"
+    return mounts
+
+
+def _docker(config: ClusterConfig, head: HardwareTier) -> dict[str, Any]:
+    """The image nodes run: the ragtune image if set, else Ray's (the wheel installed on it)."""
+    docker: dict[str, Any] = {
+        "image": config.image or BASE_IMAGE,
+        "container_name": "ray_container",
+        "run_options": ["--ulimit nofile=65536:65536"],
+    }
+    if head.gpus:
+        docker["head_image"] = config.node_image(head.gpus) or GPU_BASE_IMAGE
+    return docker
+
+
+def _provider(config: ClusterConfig) -> dict[str, Any]:
     provider: dict[str, Any] = {"type": config.provider, "region": config.region}
     if config.availability_zone:
         provider["availability_zone"] = config.availability_zone
     if config.provider == "gcp":
         provider["project_id"] = config.project_id
-    return {
-        "cluster_name": config.cluster_name,
-        "max_workers": sum(tiers.get(n).max_nodes for n in config.worker_tiers),
-        "idle_timeout_minutes": config.idle_timeout_minutes,
-        "provider": provider,
-        "auth": {"ssh_user": config.ssh_user},
-        "docker": {
-            "image": config.image,
-            "container_name": "ray_container",
-            "run_options": ["--ulimit nofile=65536:65536"],
-        },
-        "available_node_types": node_types,
-        "head_node_type": f"head-{head.name}",
-        "setup_commands": list(config.setup_commands),
-    }
+    return provider
+
+
+def _install(wheel: str | None, tier: HardwareTier | None) -> list[str]:
+    """The command installing ragtune's wheel on a node, with the extras of the tier's hardware;
+    none when the image carries ragtune."""
+    if wheel is None:
+        return []
+    where = shlex.quote(wheel) if is_url(wheel) else f"{NODE_DIR}/{Path(wheel).name}"  # ~ expands
+    extras = " gpu" if tier is not None and tier.gpus else ""
+    return [f"bash {NODE_DIR}/install-ragtune.sh {where}{extras}"]
 
 
 def _node_config(config: ClusterConfig, tier: HardwareTier) -> dict[str, Any]:
@@ -121,102 +140,9 @@ def _node_config(config: ClusterConfig, tier: HardwareTier) -> dict[str, Any]:
     if tier.gpus:
         node["guestAccelerators"] = [
             {
-                "acceleratorType": GPU_NODE_SELECTOR.get(tier.accelerator_type or "", "nvidia-l4"),
+                "acceleratorType": GPU_ACCELERATORS.get(tier.accelerator_type or "", "nvidia-l4"),
                 "acceleratorCount": tier.gpus,
             }
         ]
         node["scheduling"] = [{"onHostMaintenance": "TERMINATE"}]
     return node
-
-
-def render_kuberay(config: ClusterConfig, tiers: TiersFile | None = None) -> list[dict[str, Any]]:
-    """A RayCluster with one autoscaled worker group per tier."""
-    tiers = tiers or load_tiers(config.tiers_file)
-    head = tiers.get(config.head_tier)
-    cluster = {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayCluster",
-        "metadata": {"name": config.cluster_name, "namespace": config.namespace},
-        "spec": {
-            "rayVersion": "2.60.0",
-            "enableInTreeAutoscaling": True,
-            "autoscalerOptions": {"idleTimeoutSeconds": int(config.idle_timeout_minutes * 60)},
-            "headGroupSpec": {
-                "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
-                "template": _pod(config, head, "ray-head"),
-            },
-            "workerGroupSpecs": [_worker_group(config, tiers.get(name)) for name in config.worker_tiers],
-        },
-    }
-    return [cluster]
-
-
-def _worker_group(config: ClusterConfig, tier: HardwareTier) -> dict[str, Any]:
-    return {
-        "groupName": tier.name,
-        "replicas": tier.min_nodes,
-        "minReplicas": tier.min_nodes,
-        "maxReplicas": tier.max_nodes,
-        # KubeRay passes this verbatim to `ray start --resources`, quotes included.
-        "rayStartParams": {"resources": json.dumps(json.dumps(tier.node_resources()))},
-        "template": _pod(config, tier, "ray-worker"),
-    }
-
-
-def _pod(config: ClusterConfig, tier: HardwareTier, container: str) -> dict[str, Any]:
-    quantities = {"cpu": str(int(tier.cpus)), "memory": f"{int(tier.memory_gb)}Gi"}
-    if tier.gpus:
-        quantities["nvidia.com/gpu"] = str(tier.gpus)
-    spec: dict[str, Any] = {
-        "containers": [
-            {
-                "name": container,
-                "image": config.image,
-                "resources": {"requests": dict(quantities), "limits": dict(quantities)},
-            }
-        ],
-        "nodeSelector": dict(tier.labels),
-    }
-    if tier.gpus:
-        accelerator = GPU_NODE_SELECTOR.get(tier.accelerator_type or "", "nvidia")
-        spec["nodeSelector"]["cloud.google.com/gke-accelerator"] = accelerator
-        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    return {"metadata": {"labels": {"ragtune.io/tier": tier.name}}, "spec": spec}
-
-
-def render_rayjob(config: ClusterConfig, entrypoint: str, name: str) -> dict[str, Any]:
-    """A RayJob running `entrypoint` (e.g. `ragtune train configs/train/x.yaml`) on the cluster."""
-    cluster = render_kuberay(config)[0]
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayJob",
-        "metadata": {"name": name, "namespace": config.namespace},
-        "spec": {
-            "entrypoint": entrypoint,
-            "shutdownAfterJobFinishes": True,
-            "rayClusterSpec": cluster["spec"],
-        },
-    }
-
-
-def render_rayservice(config: ClusterConfig, serve_config_path: str, name: str) -> dict[str, Any]:
-    """A RayService whose Serve app is built by `ragtune.serve.app:app_builder` from a serve config."""
-    import yaml
-
-    cluster = render_kuberay(config)[0]
-    apps = {
-        "applications": [
-            {
-                "name": "ragtune",
-                "route_prefix": "/",
-                "import_path": "ragtune.serve.app:app_builder",
-                "args": {"config": serve_config_path},
-            }
-        ]
-    }
-    return {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {"name": name, "namespace": config.namespace},
-        "spec": {"serveConfigV2": yaml.safe_dump(apps), "rayClusterConfig": cluster["spec"]},
-    }

@@ -86,6 +86,7 @@ def start_cluster(
         f"--num-cpus={int(tier.cpus)}",
         f"--num-gpus={tier.gpus}",
         f"--resources={json.dumps(tier.node_resources())}",
+        f"--labels={json.dumps(tier.node_labels())}",
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}",
@@ -173,6 +174,7 @@ def ray_session(address: str | None = None) -> Iterator[str]:
             num_cpus=int(local_tier.cpus),
             num_gpus=local_tier.gpus,
             resources=local_tier.node_resources(),
+            labels=local_tier.node_labels(),
             # The dashboard serves Ray's State API, which Ray Train's placement-group cleaner
             # polls; without it every poll logs a warning and orphaned groups are never freed.
             include_dashboard=True,

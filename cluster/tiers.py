@@ -21,6 +21,7 @@ from ragtune.core.errors import ConfigError
 
 TIERS_ENV = "RAGTUNE_TIERS"
 TIER_RESOURCE_UNITS = 1000
+TIER_LABEL = "ragtune.io/tier"  # the Ray node label naming a node's tier
 EMBEDDED_TIER = "local"  # the tier an embedded Ray on this machine advertises
 
 
@@ -61,6 +62,11 @@ class HardwareTier(StrictModel):
     def node_resources(self) -> dict[str, float]:
         """Custom resources a node of this tier advertises (`ray start --resources`)."""
         return {self.resource_name: TIER_RESOURCE_UNITS}
+
+    def node_labels(self) -> dict[str, str]:
+        """Ray node labels of this tier's nodes (`ray start --labels`), for `label_selector`;
+        work is placed by the tier resource, which every ragtune node has too."""
+        return {TIER_LABEL: self.name}
 
 
 class TiersFile(StrictModel):

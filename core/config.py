@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import glob
 import re
 import types
 import typing
@@ -140,4 +141,57 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
                 return found
     if origin is typing.Annotated:
         return _model_in(typing.get_args(annotation)[0])
+    return None
+
+
+def relative_paths(model: type[BaseModel], data: Any) -> list[str]:
+    """`field: value` for each value of a raw config that is a relative path: in a field typed
+    as a path, or a `a/b` naming something that exists relative to the current directory. A job
+    run on a cluster runs in a folder of its own, where such a path means something else."""
+    found: list[str] = []
+    _collect_relative(model, data, "", found)
+    return found
+
+
+def _collect_relative(annotation: Any, value: Any, where: str, found: list[str]) -> None:
+    if isinstance(value, str):
+        local = "://" not in value and value.strip() and not Path(value).expanduser().is_absolute()
+        here = "/" in value and (Path(value).exists() or glob.glob(value))
+        if local and (_mentions_path(annotation) or here):
+            found.append(f"{where}: {value}")
+        return
+    model = _model_in(annotation)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if model is not None and typing.get_origin(annotation) is not dict:
+                field = model.model_fields.get(str(key))
+                inner = field.annotation if field else None
+            else:
+                inner = _dict_values(annotation)
+            _collect_relative(inner, item, f"{where}.{key}" if where else str(key), found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _collect_relative(_list_items(annotation), item, f"{where}[{index}]", found)
+
+
+def _mentions_path(annotation: Any) -> bool:
+    """Whether a Path is anywhere in an annotation."""
+    if annotation is Path:
+        return True
+    return any(_mentions_path(arg) for arg in typing.get_args(annotation))
+
+
+def _dict_values(annotation: Any) -> Any:
+    """The value type of the dict in an annotation (through Optional), if any."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is dict:
+            return typing.get_args(arg)[1]
+    return None
+
+
+def _list_items(annotation: Any) -> Any:
+    """The element type of the list in an annotation (through Optional), if any."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is list:
+            return typing.get_args(arg)[0]
     return None

@@ -56,14 +56,20 @@ def app_builder(args: dict[str, str]) -> serve.Application:
     """Serve application builder for `serve run` / RayService: args {"config": path}. Serve's
     proxy there listens on every interface, whatever `host` says, so an open app must say so."""
     config = load_config(ServeJobConfig, args["config"])
+    require_auth_choice(config, args["config"])
+    return build_app(config)
+
+
+def require_auth_choice(config: ServeJobConfig, source: str) -> None:
+    """Refuse an app served beyond this host (RayService, `serve run`) that does not say how
+    requests are authenticated."""
     if config.auth is None and config.api_keys_file is None and config.api_keys_env is None:
         raise ConfigError(
-            args["config"],
+            source,
             "auth",
             "a RayService app is reachable beyond this host: set api_keys_file "
             "or api_keys_env, or auth: none to serve openly",
         )
-    return build_app(config)
 
 
 def check_inputs(config: ServeJobConfig) -> None:

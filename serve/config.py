@@ -30,6 +30,13 @@ class ScalingConfig(StrictModel):
     max_ongoing_requests: int = Field(8, ge=1, description="Requests a replica takes at once.")
     num_cpus: float = Field(0.25, gt=0, description="CPUs per replica (fractions on small nodes).")
     num_gpus: float = Field(0, ge=0, description="GPUs per replica.")
+    health_check_period_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How often Serve checks each replica; a killed replica is noticed and replaced "
+        "within this (Serve's own default is 10 s).",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingConfig:
@@ -39,7 +46,10 @@ class ScalingConfig(StrictModel):
 
     def deployment_options(self) -> dict:
         """`num_replicas` or `autoscaling_config`, and `max_ongoing_requests`, for Serve."""
-        options: dict = {"max_ongoing_requests": self.max_ongoing_requests}
+        options: dict = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "health_check_period_s": self.health_check_period_s,
+        }
         if self.min_replicas == self.max_replicas:
             options["num_replicas"] = self.max_replicas
         else:

@@ -94,3 +94,34 @@ def make_adapter(model_dir, out):
     )
     model.save_pretrained(out)
     return out
+
+
+def node_env(root: Path) -> Path:
+    """A node's Python environment with ragtune only from its built wheel, installed by the
+    script every node uses (cluster/install-ragtune.sh): a fresh venv whose dependencies are this
+    venv's packages (read from a path entry, so its editable ragtune is not loaded), and its
+    interpreter's path."""
+    import sysconfig
+
+    from tools.build_wheel import build_wheel
+
+    wheel = build_wheel(root / "dist")
+    venv = root / "node-env"
+    subprocess.run([sys._base_executable, "-m", "venv", venv], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(site, "ragtune-node-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run(
+        ["bash", root / "dist" / "install-ragtune.sh", wheel],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": str(python), "RAGTUNE_PIP_ARGS": "--no-deps"},
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    assert installed.stdout.startswith(f"ragtune 0.1.0 ({site}/ragtune)"), installed.stdout
+    return python

@@ -66,3 +66,27 @@ def test_model_fields_make_local_folders_absolute(tmp_path, monkeypatch):
     train = TrainJobConfig(base_model="models/mine", data={"train_files": ["t.jsonl"]}, output_dir="o")
     assert train.base_model == folder
     assert EmbeddingConfig(model="org/hub-model").model == "org/hub-model"  # no such folder: a hub name
+
+
+def test_relative_paths_are_found_by_type_or_on_disk(tmp_path, monkeypatch):
+    from ragtune.core.config import relative_paths
+    from ragtune.serve.config import ServeJobConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    data = {
+        "kind": "serve",
+        "app_name": "models",  # a folder of that name exists, but a name is no path
+        "retriever": {"index_dir": "idx", "k": 3},
+        "generator": {
+            "base_model": "models/tiny",  # a local folder
+            "adapters": {"ft": "runs/a/model", "abs": "/mnt/shared/model"},
+            "model_name": "org/model",  # a hub-style name that is no folder here
+        },
+        "api_keys_file": "s3://bucket/keys",
+    }
+    assert relative_paths(ServeJobConfig, data) == [
+        "retriever.index_dir: idx",
+        "generator.base_model: models/tiny",
+        "generator.adapters.ft: runs/a/model",
+    ]
