@@ -86,6 +86,11 @@ class ClusterConfig(StrictModel):
             tiers.get(name)
         return self
 
+    @property
+    def _source(self) -> str:
+        """How render errors name this config."""
+        return f"cluster '{self.cluster_name}'"
+
     def node_image(self, gpus: int) -> str | None:
         """The ragtune image for a node with `gpus` GPUs, if one is configured."""
         return (self.gpu_image or self.image) if gpus else self.image
@@ -96,7 +101,7 @@ class ClusterConfig(StrictModel):
         if image is None:
             field = "gpu_image" if gpus and self.image is None else "image"
             raise ConfigError(
-                self.cluster_name,
+                self._source,
                 field,
                 "pods run ragtune from an image, and none is set: build one with `make image "
                 "IMAGE=REGISTRY/ragtune:VERSION` (GPU tiers: `make image-gpu`), push it, and set "
@@ -109,7 +114,7 @@ class ClusterConfig(StrictModel):
         image carries ragtune; a config error when neither says where ragtune comes from."""
         if self.wheel is None:
             if self.image is None:
-                raise ConfigError(self.cluster_name, "wheel", f"nodes need ragtune: {BUILD_HINT}")
+                raise ConfigError(self._source, "wheel", f"nodes need ragtune: {BUILD_HINT}")
             return None
         if is_url(self.wheel):
             return self.wheel
@@ -117,7 +122,7 @@ class ClusterConfig(StrictModel):
         wheels = sorted(location.glob("ragtune-*.whl")) if location.is_dir() else [location]
         if len(wheels) != 1 or not wheels[0].is_file():
             found = f"{len(wheels)} ragtune wheels" if len(wheels) > 1 else "no ragtune wheel"
-            raise ConfigError(self.cluster_name, "wheel", f"{found} at {location}: {BUILD_HINT}")
+            raise ConfigError(self._source, "wheel", f"{found} at {location}: {BUILD_HINT}")
         return str(wheels[0])
 
     def token_file(self) -> Path:
@@ -126,7 +131,7 @@ class ClusterConfig(StrictModel):
         if path is None or not path.is_file():
             where = "is not set" if path is None else f"{path} does not exist"
             raise ConfigError(
-                self.cluster_name,
+                self._source,
                 "auth_token_file",
                 f"{where}; every node needs the same Ray token. Make one: python -c 'import "
                 "secrets; print(secrets.token_hex(32))' > FILE && chmod 600 FILE",
