@@ -16,13 +16,25 @@ def search(
     query: str,
     k: Annotated[int, typer.Option("-k", min=1, help="How many chunks.")] = 5,
     mode: Annotated[Literal["dense", "bm25", "hybrid"], typer.Option(help="Search mode.")] = "dense",
+    rerank: Annotated[
+        str | None,
+        typer.Option(help="Rerank with this cross-encoder (name or folder, e.g. from tune-reranker)."),
+    ] = None,
+    candidates: Annotated[int, typer.Option(min=1, help="Chunks retrieved for --rerank to rescore.")] = 30,
 ) -> None:
     """Search an index directory and print the top chunks with scores and sources."""
+    from ragtune.core.config import require_model
+    from ragtune.retrieval.config import RerankConfig
     from ragtune.retrieval.search import Retriever
 
-    for rank, hit in enumerate(Retriever(index_dir).search(query, k, mode), start=1):
+    reranking = None
+    if rerank is not None:
+        reranking = RerankConfig(model=rerank, candidates=candidates)
+        require_model(reranking.model, "--rerank")
+    for rank, hit in enumerate(Retriever(index_dir, rerank=reranking).search(query, k, mode), start=1):
         snippet = " ".join(hit.text.split())[:160]
-        typer.echo(f"{rank}. [{hit.score:.3f}] {hit.source} — {hit.heading}\n   {snippet}")
+        scores = f"{hit.score:.3f}" + (f" → {hit.rerank_score:.3f}" if hit.rerank_score is not None else "")
+        typer.echo(f"{rank}. [{scores}] {hit.source} — {hit.heading}\n   {snippet}")
 
 
 @app.command()

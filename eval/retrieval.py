@@ -14,6 +14,7 @@ from ragtune.core.atomic import write_json_atomic
 from ragtune.core.config import StrictModel
 from ragtune.core.errors import InputError
 from ragtune.eval.report import markdown_table, read_lines
+from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.search import Retriever, SearchMode
 
 
@@ -33,6 +34,9 @@ class RetrievalEvalConfig(StrictModel):
     k: list[int] = Field([1, 5, 10], min_length=1, description="Cut-offs to report.")
     modes: list[Literal["dense", "bm25", "hybrid"]] = Field(
         ["dense", "bm25", "hybrid"], min_length=1, description="Search modes to compare."
+    )
+    rerank: RerankConfig | None = Field(
+        None, description="Also score each mode reranked by this cross-encoder (rows `MODE+rerank`)."
     )
     output: Path | None = Field(None, description="Write the figures here as JSON.")
 
@@ -75,10 +79,12 @@ def read_judgements(path: Path) -> list[Judgement]:
     return judgements
 
 
-def ranked_documents(retriever: Retriever, queries: list[str], k: int, mode: SearchMode):
+def ranked_documents(
+    retriever: Retriever, queries: list[str], k: int, mode: SearchMode, rerank: bool = False
+):
     """For each query, the distinct doc ids of its hits in rank order (k of them at most)."""
     rankings = []
-    for hits in retriever.search_batch(queries, 3 * k, mode):
+    for hits in retriever.search_batch(queries, 3 * k, mode, rerank):
         docs = list(dict.fromkeys(hit.doc_id for hit in hits))
         rankings.append(docs[:k])
     return rankings
@@ -87,18 +93,22 @@ def ranked_documents(retriever: Retriever, queries: list[str], k: int, mode: Sea
 def evaluate(
     retriever: Retriever, judgements: list[Judgement], ks: list[int], modes: list[SearchMode]
 ) -> dict[str, dict[str, float]]:
-    """Mean recall@k, MRR@k and nDCG@k per search mode."""
+    """Mean recall@k, MRR@k and nDCG@k per search mode, and per mode reranked (`MODE+rerank`)
+    when the retriever has a reranker."""
     queries = [j.query for j in judgements]
     depth = max(ks)
+    runs = [(mode, mode, False) for mode in modes]
+    if retriever.reranker is not None:
+        runs += [(f"{mode}+rerank", mode, True) for mode in modes]
     results = {}
-    for mode in modes:
-        rankings = ranked_documents(retriever, queries, depth, mode)
+    for row, mode, rerank in runs:
+        rankings = ranked_documents(retriever, queries, depth, mode, rerank)
         scores: dict[str, float] = {}
         for k in ks:
             for name, metric in (("recall", recall_at_k), ("mrr", mrr_at_k), ("ndcg", ndcg_at_k)):
                 values = [metric(r, set(j.relevant), k) for r, j in zip(rankings, judgements)]
                 scores[f"{name}@{k}"] = sum(values) / len(values)
-        results[mode] = scores
+        results[row] = scores
     return results
 
 
@@ -118,7 +128,7 @@ class RetrievalEvalResult:
 def run_retrieval_eval(config: RetrievalEvalConfig) -> RetrievalEvalResult:
     """Evaluate the index in `config`; write the scores as JSON if asked."""
     judgements = read_judgements(config.queries)
-    retriever = Retriever(config.index_dir)
+    retriever = Retriever(config.index_dir, rerank=config.rerank)
     result = RetrievalEvalResult(evaluate(retriever, judgements, config.k, config.modes))
     if config.output:
         write_json_atomic(config.output, result.scores)

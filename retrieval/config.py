@@ -74,6 +74,19 @@ class IndexConfig(StrictModel):
     add_batch_size: int = Field(8192, ge=1, description="Vectors added to FAISS per shard.")
 
 
+class RerankConfig(StrictModel):
+    """A second stage: a cross-encoder rescoring the first stage's candidates, keeping the best k."""
+
+    model: ModelName = Field(
+        description="sentence-transformers CrossEncoder name or folder (`ragtune tune-reranker` makes one)."
+    )
+    candidates: int = Field(
+        30, ge=1, le=1000, description="Chunks the first stage retrieves per query for rescoring."
+    )
+    batch_size: int = Field(64, ge=1, description="(query, passage) pairs per forward pass.")
+    max_length: int = Field(256, ge=16, le=512, description="Tokens of query and passage read together.")
+
+
 class IndexJobConfig(StrictModel):
     """`ragtune index`: read documents, chunk, embed on a tier, build and save a FAISS index."""
 

@@ -1,8 +1,8 @@
-"""Query an index directory: dense (FAISS), lexical (BM25) or hybrid (reciprocal rank fusion)."""
+"""Query an index directory: dense (FAISS), lexical (BM25) or hybrid (reciprocal rank fusion),
+optionally reranked by a cross-encoder."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -10,8 +10,11 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.embed import encode, load_encoder
+from ragtune.retrieval.hit import Hit
 from ragtune.retrieval.index import gpu_count, load_index
+from ragtune.retrieval.rerank import Reranker
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
 RRF_K = 60  # the constant from Cormack et al. (2009); robust across corpora
@@ -22,25 +25,12 @@ RRF_K = 60  # the constant from Cormack et al. (2009); robust across corpora
 DEFAULT_BM25_WEIGHT = 0.1
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved chunk with its score (higher is better) and where it came from."""
-
-    id: int
-    score: float
-    text: str
-    source: str
-    heading: str
-    doc_id: str
-    start: int
-    end: int
-
-
 class Retriever:
     """Search an index directory built by `ragtune index`.
 
     The query encoder is the manifest's embedding model unless `embedding_model` is given, in
     which case it must match the manifest (an index is only valid with the model that built it).
+    With `rerank`, each search takes `rerank.candidates` chunks and a cross-encoder keeps the best k.
     """
 
     def __init__(
@@ -48,8 +38,10 @@ class Retriever:
         index_dir: str | Path,
         embedding_model: str | None = None,
         bm25_weight: float = DEFAULT_BM25_WEIGHT,
+        rerank: RerankConfig | None = None,
     ):
         self.bm25_weight = bm25_weight
+        self.reranker = Reranker(rerank) if rerank is not None else None
         self.loaded = load_index(index_dir, expect_model=embedding_model)
         self.manifest = self.loaded.manifest
         self.encoder = load_encoder(embedding_model or self.manifest.embedding_model)
@@ -57,14 +49,25 @@ class Retriever:
         if gpu_count() > 0 and self.manifest.index["type"] != "hnsw":
             self.index = faiss.index_cpu_to_all_gpus(self.index)
 
-    def search(self, query: str, k: int = 5, mode: SearchMode = "dense") -> list[Hit]:
+    def search(self, query: str, k: int = 5, mode: SearchMode = "dense", rerank: bool = True) -> list[Hit]:
         """The top `k` chunks for one query."""
-        return self.search_batch([query], k, mode)[0]
+        return self.search_batch([query], k, mode, rerank)[0]
 
-    def search_batch(self, queries: list[str], k: int = 5, mode: SearchMode = "dense") -> list[list[Hit]]:
-        """The top `k` chunks for each query, embedding all queries in one pass."""
+    def search_batch(
+        self, queries: list[str], k: int = 5, mode: SearchMode = "dense", rerank: bool = True
+    ) -> list[list[Hit]]:
+        """The top `k` chunks for each query, embedding all queries in one pass, then reranked
+        (all candidate pairs in one cross-encoder pass) if there is a reranker and `rerank`."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        if self.reranker is None or not rerank:
+            return [self._hits(ids_scores) for ids_scores in self._ranked(queries, k, mode)]
+        depth = max(k, self.reranker.config.candidates)
+        candidates = [self._hits(ids_scores) for ids_scores in self._ranked(queries, depth, mode)]
+        return self.reranker.rerank(queries, candidates, k)
+
+    def _ranked(self, queries: list[str], k: int, mode: SearchMode) -> list[list[tuple[int, float]]]:
+        """(chunk id, score) of the first stage's top k per query."""
         if mode == "dense":
             ranked = self._dense(queries, k)
         elif mode == "bm25":
@@ -77,7 +80,7 @@ class Retriever:
             ]
         else:
             raise ValueError(f"unknown search mode '{mode}'; use dense, bm25 or hybrid")
-        return [self._hits(ids_scores) for ids_scores in ranked]
+        return ranked
 
     def _dense(self, queries: list[str], k: int) -> list[list[tuple[int, float]]]:
         vectors = encode(self.encoder, queries)

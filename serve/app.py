@@ -41,7 +41,10 @@ def build_app(config: ServeJobConfig) -> serve.Application:
 
     retriever_settings, generator_settings = config.retriever, config.generator
     retriever = RetrieverDeployment.options(**options(retriever_settings.scaling)).bind(
-        str(retriever_settings.index_dir), threads(retriever_settings), retriever_settings.server_paths
+        str(retriever_settings.index_dir),
+        threads(retriever_settings),
+        retriever_settings.server_paths,
+        retriever_settings.rerank,
     )
     generator = Generator.options(**options(generator_settings.scaling)).bind(
         generator_settings, threads(generator_settings)
@@ -77,6 +80,8 @@ def check_inputs(config: ServeJobConfig) -> None:
     file is missing (on this machine: the replicas of a remote cluster read their own disks)."""
     IndexManifest.read(config.retriever.index_dir)
     require_model(config.generator.base_model, "generator.base_model")
+    if config.retriever.rerank is not None:
+        require_model(config.retriever.rerank.model, "retriever.rerank.model")
     for name, folder in config.generator.adapters.items():
         if not Path(folder).is_dir():
             raise InputError(f"adapter '{name}': folder {folder} not found", "fix generator.adapters")

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ragtune.cluster.tiers import TierName
 from ragtune.core.config import ModelName, StrictModel
+from ragtune.retrieval.config import RerankConfig
 
 
 def torch_threads_field():
@@ -70,6 +71,9 @@ class RetrieverDeploymentConfig(StrictModel):
     mode: Literal["dense", "bm25", "hybrid"] = Field("dense", description="Default search mode.")
     k: int = Field(4, ge=1, description="Chunks retrieved per question by default.")
     max_k: int = Field(20, ge=1, description="Largest k a request may ask for.")
+    rerank: RerankConfig | None = Field(
+        None, description="Rerank each query's candidates with a cross-encoder (batched per replica)."
+    )
     server_paths: bool = Field(
         False,
         description="Sources as the index stores them (server paths); by default relative to "

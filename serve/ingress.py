@@ -304,7 +304,8 @@ class Ingress:
     # helpers referenced only from comprehensions were missing on the replica.
     @staticmethod
     def _source(hit: dict) -> dict:
-        return {key: hit[key] for key in ("id", "score", "source", "heading", "doc_id", "text")}
+        keys = ("id", "score", "rerank_score", "source", "heading", "doc_id", "text")
+        return {key: hit[key] for key in keys}
 
     @staticmethod
     def _upstream_failed(stage: str, exc: Exception) -> JSONResponse:

@@ -12,6 +12,7 @@ from typing import Any
 from ray import serve
 
 from ragtune.cluster.resources import set_torch_threads
+from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.search import Retriever
 from ragtune.serve.config import GeneratorDeploymentConfig
 from ragtune.serve.generator import GenerationParams, GeneratorModel, condense_params
@@ -21,9 +22,15 @@ from ragtune.serve.generator import GenerationParams, GeneratorModel, condense_p
 class RetrieverDeployment:
     """Loads the index once per replica; concurrent requests are searched as one batch."""
 
-    def __init__(self, index_dir: str, torch_threads: int | None = None, server_paths: bool = False):
+    def __init__(
+        self,
+        index_dir: str,
+        torch_threads: int | None = None,
+        server_paths: bool = False,
+        rerank: RerankConfig | None = None,
+    ):
         set_torch_threads(torch_threads)
-        self.retriever = Retriever(index_dir)
+        self.retriever = Retriever(index_dir, rerank=rerank)
         sources = self.retriever.loaded.chunks.column("source").unique().to_pylist()
         self.shown = SourcePaths(sources, relative=not server_paths)
 

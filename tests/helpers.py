@@ -125,3 +125,15 @@ def node_env(root: Path) -> Path:
     assert installed.returncode == 0, installed.stderr[-2000:]
     assert installed.stdout.startswith(f"ragtune 0.1.0 ({site}/ragtune)"), installed.stdout
     return python
+
+
+def cross_encoder(out: Path) -> Path:
+    """A real (untrained) cross-encoder folder: the shipped MiniLM with a seeded scoring head."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from ragtune.retrieval.embed import resolve_model
+
+    torch.manual_seed(0)
+    CrossEncoder(resolve_model("sentence-transformers/all-MiniLM-L6-v2"), num_labels=1).save(str(out))
+    return out

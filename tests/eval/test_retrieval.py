@@ -7,7 +7,7 @@ import pytest
 
 from ragtune.core.errors import InputError
 from ragtune.eval.retrieval import mrr_at_k, ndcg_at_k, read_judgements, recall_at_k
-from tests.helpers import run_cli
+from tests.helpers import cross_encoder, run_cli
 
 RANKED = ["a", "b", "c", "d"]
 
@@ -56,9 +56,17 @@ def test_cli_index_search_eval(tmp_path):
     assert "2 chunks" in built.stdout
     found = run_cli("search", str(tmp_path / "idx"), "pruning flowers", "-k", "1")
     assert found.returncode == 0 and "Prune roses" in found.stdout
-    scored = run_cli("eval", "retrieval", str(tmp_path / "eval.yaml"))
+    model = cross_encoder(tmp_path / "ce")
+    reranked = run_cli("search", str(tmp_path / "idx"), "pruning flowers", "-k", "2", "--rerank", str(model))
+    assert reranked.returncode == 0 and reranked.stdout.count(" → ") == 2, reranked.stderr[-2000:]
+    scored = run_cli("eval", "retrieval", str(tmp_path / "eval.yaml"), "--set", f"rerank.model={model}")
     assert scored.returncode == 0, scored.stderr[-2000:]
-    assert json.loads((tmp_path / "out.json").read_text())["dense"]["recall@1"] == 1.0
+    figures = json.loads((tmp_path / "out.json").read_text())
+    assert figures["dense"]["recall@1"] == 1.0
+    assert set(figures) == {"dense", "bm25", "hybrid", "dense+rerank", "bm25+rerank", "hybrid+rerank"}
+    assert "dense+rerank" in scored.stdout
+    missing = run_cli("search", str(tmp_path / "idx"), "tea", "--rerank", str(tmp_path / "no-model"))
+    assert missing.returncode == 2 and "--rerank: model folder" in missing.stderr
 
 
 def test_cli_index_config_typo_exits_2(tmp_path):

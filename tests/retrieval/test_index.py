@@ -12,6 +12,7 @@ from ragtune.retrieval.config import IndexJobConfig
 from ragtune.retrieval.index import INDEX_FILE, load_index
 from ragtune.retrieval.job import delete_sources, run_index_job
 from ragtune.retrieval.search import Retriever
+from tests.helpers import cross_encoder
 
 DOCS = {
     "pasta.md": "# Cooking pasta\n\nBoil salted water and cook the pasta for ten minutes.\n",
@@ -143,3 +144,27 @@ def test_failed_job_leaves_the_saved_index_untouched(built, tmp_path):
         run_index_job(config(empty, saved))
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_rerank_keeps_the_cross_encoders_best_of_the_candidates(built, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from ragtune.retrieval.config import RerankConfig
+
+    out, _ = built
+    model = cross_encoder(tmp_path / "ce")
+    query = "how long should I boil spaghetti"
+    plain = Retriever(out)
+    candidates = plain.search(query, k=4)
+    expected = CrossEncoder(str(model)).predict([(query, hit.text) for hit in candidates])
+    best = sorted(zip(expected, candidates), key=lambda pair: -pair[0])[:2]
+
+    reranking = Retriever(out, rerank=RerankConfig(model=str(model), candidates=4))
+    hits = reranking.search(query, k=2)
+    assert [hit.id for hit in hits] == [hit.id for _, hit in best]
+    assert [hit.rerank_score for hit in hits] == pytest.approx([float(score) for score, _ in best], abs=1e-5)
+    first_stage = {hit.id: hit.score for hit in candidates}
+    assert all(hit.score == pytest.approx(first_stage[hit.id]) for hit in hits)  # both scores kept
+    assert all(hit.rerank_score is None for hit in reranking.search(query, k=2, rerank=False))
+    batch = reranking.search_batch([query, "pruning roses"], k=1, mode="hybrid")
+    assert [len(hits) for hits in batch] == [1, 1] and batch[1][0].rerank_score is not None

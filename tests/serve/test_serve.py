@@ -38,6 +38,7 @@ def test_models_and_retrieve(served):
     assert {m["id"] for m in models} == {"base", "qa"}
     hits = httpx.post(f"{BASE}/v1/retrieve", json={"query": "pruning roses", "k": 3}).json()
     assert len(hits["data"]) == 3 and hits["data"][0]["source"].endswith("roses.md")
+    assert hits["data"][0]["rerank_score"] is None and isinstance(hits["data"][0]["score"], float)
     base_answer = chat({"model": "base", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
     assert base_answer.status_code == 200
 
@@ -243,3 +244,28 @@ def test_redeploy_adding_an_adapter_drops_no_in_flight_request(served):
         thread.join()
     assert len(statuses) > 4 and set(statuses) == {200}, statuses
     assert {m["id"] for m in httpx.get(f"{BASE}/v1/models").json()["data"]} == {"base", "qa", "qa2"}
+
+
+def test_the_retriever_replica_reranks_a_batch_of_queries(served, tmp_path):
+    """A retriever deployment with a reranker, called through its handle: concurrent searches
+    come back reranked, with both scores."""
+    from ray import serve
+
+    from ragtune.retrieval.config import RerankConfig
+    from ragtune.serve.replicas import RetrieverDeployment
+    from tests.helpers import cross_encoder
+
+    _, root = served
+    rerank = RerankConfig(model=str(cross_encoder(tmp_path / "ce")), candidates=3)
+    replica = RetrieverDeployment.options(ray_actor_options={"num_cpus": 0.1}).bind(
+        str(root / "index"), 1, False, rerank
+    )
+    handle = serve.run(replica, name="rerank-test", route_prefix=None)
+    try:
+        calls = [handle.search.remote("pruning roses", 2, "dense"), handle.search.remote("tea", 1, "bm25")]
+        roses, tea = (call.result(timeout_s=120) for call in calls)
+    finally:
+        serve.delete("rerank-test")
+    assert [len(roses), len(tea)] == [2, 1]
+    assert roses[0]["rerank_score"] >= roses[1]["rerank_score"] and isinstance(roses[0]["score"], float)
+    assert tea[0]["rerank_score"] is not None
