@@ -17,6 +17,7 @@ CONFIG_KINDS: dict[str, tuple[str, str]] = {
     "tiers": ("ragtune.cluster.tiers", "TiersFile"),
     "index": ("ragtune.retrieval.config", "IndexJobConfig"),
     "embedder": ("ragtune.retrieval.config", "EmbedderTuneConfig"),
+    "reranker": ("ragtune.retrieval.config", "RerankerTuneConfig"),
     "retrieval-eval": ("ragtune.eval.retrieval", "RetrievalEvalConfig"),
     "train": ("ragtune.train.config", "TrainJobConfig"),
     "serve": ("ragtune.serve.config", "ServeJobConfig"),
@@ -29,6 +30,7 @@ CONFIG_KINDS: dict[str, tuple[str, str]] = {
 JOB_VERBS: dict[str, str] = {
     "index": "index",
     "tune-embedder": "embedder",
+    "tune-reranker": "reranker",
     "train": "train",
     "serve": "serve",
     "eval retrieval": "retrieval-eval",

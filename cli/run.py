@@ -1,4 +1,4 @@
-"""Job verbs: index, tune-embedder, train, serve and demo, each on the cluster from --address,
+"""Job verbs: index, tune-embedder, tune-reranker, train, serve and demo, each on the cluster from --address,
 else the `ragtune up` one, else an embedded Ray."""
 
 from __future__ import annotations
@@ -46,6 +46,21 @@ def tune_embedder(
     check_inputs(job)
     with ray_session(address):
         typer.echo(run_tune_job(job).summary())
+
+
+@app.command("tune-reranker")
+def tune_reranker(
+    config: Path, set_: SetOption = None, address: AddressOption = None, tiers: TiersOption = None
+) -> None:
+    """Train a cross-encoder reranker on a corpus (headings → their sections, against the index's
+    hard negatives) on the config's tier."""
+    from ragtune.cluster.local import ray_session
+    from ragtune.retrieval.rerank_tune import check_inputs, run_reranker_tune_job
+
+    job = load_job_config(config, set_, expect="reranker")
+    check_inputs(job)
+    with ray_session(address):
+        typer.echo(run_reranker_tune_job(job).summary())
 
 
 @app.command()

@@ -186,3 +186,22 @@ class EmbedderManifest(Manifest):
     loss_curve: list[tuple[int, float]] = Field(default_factory=list, description="(step, mean loss).")
     recall_before: float = Field(description="Held-out heading→section recall@1 before training.")
     recall_after: float = Field(description="The same after training.")
+
+
+class RerankerManifest(Manifest):
+    """A cross-encoder trained on a corpus by `ragtune tune-reranker`."""
+
+    LEGACY_FILE: ClassVar[str] = MANIFEST_FILE  # a kind born with the current format
+    REBUILD: ClassVar[str] = "ragtune tune-reranker CONFIG"
+
+    kind: Literal["reranker"] = "reranker"
+    base_model: str
+    train_pairs: int
+    validation_pairs: int
+    negatives: int = Field(description="Negative passages per heading.")
+    steps: int
+    loss_curve: list[tuple[int, float]] = Field(default_factory=list, description="(step, mean loss).")
+    accuracy_before: float = Field(
+        description="Held-out share of headings whose own passage scores above all its negatives, before."
+    )
+    accuracy_after: float = Field(description="The same after training.")

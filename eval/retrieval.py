@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from ragtune.core.atomic import write_json_atomic
-from ragtune.core.config import StrictModel
+from ragtune.core.config import StrictModel, require_model
 from ragtune.core.errors import InputError
 from ragtune.eval.report import markdown_table, read_lines
 from ragtune.retrieval.config import RerankConfig
@@ -128,6 +128,8 @@ class RetrievalEvalResult:
 def run_retrieval_eval(config: RetrievalEvalConfig) -> RetrievalEvalResult:
     """Evaluate the index in `config`; write the scores as JSON if asked."""
     judgements = read_judgements(config.queries)
+    if config.rerank is not None:
+        require_model(config.rerank.model, "rerank.model")
     retriever = Retriever(config.index_dir, rerank=config.rerank)
     result = RetrievalEvalResult(evaluate(retriever, judgements, config.k, config.modes))
     if config.output:

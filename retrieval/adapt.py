@@ -13,7 +13,7 @@ import fnmatch
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -27,13 +27,13 @@ from ragtune.cluster.resources import (
     torch_threads,
     worker_resources,
 )
-from ragtune.cluster.tiers import get_tier
+from ragtune.cluster.tiers import HardwareTier, get_tier
 from ragtune.core.artifacts import MANIFEST_FILE, EmbedderManifest
 from ragtune.core.atomic import atomic_dir
 from ragtune.core.config import require_model
 from ragtune.core.errors import ConfigError
 from ragtune.core.tracking import start_job_run
-from ragtune.retrieval.config import ChunkingConfig, EmbedderTuneConfig
+from ragtune.retrieval.config import ChunkingConfig, EmbedderTuneConfig, PairTuneConfig
 from ragtune.retrieval.embed import encode, load_encoder, model_identity, resolve_model
 from ragtune.retrieval.ingest import document_format, read_chunks, require_documents
 
@@ -151,12 +151,24 @@ def fine_tune(
 
 
 def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> list[tuple[int, float]]:
-    """The training loop: in-batch negatives, AdamW, linear warm-up (10%) and decay. Returns and
-    prints the mean loss of every tenth of the steps, as (step, loss); `train` holds at least one
-    batch (`split_pairs` sees to it)."""
+    """In-batch negatives: each heading must score its own passage above the batch's others."""
     import torch
 
-    per_epoch = len(train) // config.batch_size
+    def loss(batch: list[Pair]):
+        scores = _embed(model, [p.query for p in batch]) @ _embed(model, [p.passage for p in batch]).T
+        targets = torch.arange(len(batch), device=scores.device)
+        return torch.nn.functional.cross_entropy(SIMILARITY_SCALE * scores, targets)
+
+    return fit_loop(model, train, config, loss)
+
+
+def fit_loop(model, examples: list, config: PairTuneConfig, batch_loss: Callable) -> list[tuple[int, float]]:
+    """The training loop: `config.batch_size` examples a step, `batch_loss(batch)` back-propagated,
+    AdamW, linear warm-up (10%) and decay. Returns and prints the mean loss of every tenth of the
+    steps, as (step, loss); `examples` hold at least one batch (`split_pairs` sees to it)."""
+    import torch
+
+    per_epoch = len(examples) // config.batch_size
     total, warmup = per_epoch * config.epochs, max(1, per_epoch * config.epochs // 10)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -166,12 +178,9 @@ def _fit(model, train: list[Pair], config: EmbedderTuneConfig) -> list[tuple[int
     every = max(1, total // 10)
     model.train()
     for _ in range(config.epochs):
-        shuffled = order.sample(train, len(train))
+        shuffled = order.sample(examples, len(examples))
         for first in range(0, per_epoch * config.batch_size, config.batch_size):
-            batch = shuffled[first : first + config.batch_size]
-            scores = _embed(model, [p.query for p in batch]) @ _embed(model, [p.passage for p in batch]).T
-            targets = torch.arange(len(batch), device=scores.device)
-            loss = torch.nn.functional.cross_entropy(SIMILARITY_SCALE * scores, targets)
+            loss = batch_loss(shuffled[first : first + config.batch_size])
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -214,15 +223,11 @@ def check_inputs(config: EmbedderTuneConfig) -> list[Path]:
     return require_documents(config.documents)
 
 
-def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
-    """Mine pairs from the documents (Ray Data), train on the tier (a Ray task), save atomically;
-    one MLflow run per job (params, loss curve, held-out recall@1 before and after)."""
-    import ray
-
-    started = time.perf_counter()
-    paths = [str(path) for path in check_inputs(config)]
-    tier = get_tier(config.tier)
-    check_schedulable(tier, worker_resources(tier))
+def mine_pairs(
+    config: PairTuneConfig, paths: list[str], tier: HardwareTier, job: str
+) -> tuple[list[Pair], list[Pair]]:
+    """The (training, validation) heading → section pairs of the documents (Ray Data ingest on
+    the tier), skipped files reported; a ConfigError when too few to train on."""
     chunking = ChunkingConfig(max_tokens=config.passage_tokens, overlap_tokens=0)
     chunks, skipped = read_chunks(paths, chunking, resolve_model(config.base_model), tier)
     for item in skipped:
@@ -233,8 +238,32 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
             heading_pairs(rows, config.exclude), config.validation_fraction, config.batch_size, config.seed
         )
     except ValueError as exc:
-        raise ConfigError("tune-embedder", "documents", str(exc)) from None
+        raise ConfigError(job, "documents", str(exc)) from None
     print(f"training on {len(train)} heading→section pairs, {len(validation)} held out")
+    return train, validation
+
+
+def log_training(tracker, metric: str, before_after: tuple[float, float], run: dict, config) -> None:
+    """Close a training job's MLflow run: `metric` before (step 0) and after (the last step), the
+    loss curve, and the saved model's manifest."""
+    tracker.log_metrics({metric: before_after[0]}, 0)
+    for step, loss in run["loss_curve"]:
+        tracker.log_metrics({"train_loss": loss}, step)
+    tracker.log_metrics({metric: before_after[1]}, run["steps"])
+    tracker.log_artifact(config.output_dir / MANIFEST_FILE)
+    tracker.finish()
+
+
+def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
+    """Mine pairs from the documents (Ray Data), train on the tier (a Ray task), save atomically;
+    one MLflow run per job (params, loss curve, held-out recall@1 before and after)."""
+    import ray
+
+    started = time.perf_counter()
+    paths = [str(path) for path in check_inputs(config)]
+    tier = get_tier(config.tier)
+    check_schedulable(tier, worker_resources(tier))
+    train, validation = mine_pairs(config, paths, tier, "tune-embedder")
     pairs = {"train_pairs": len(train), "validation_pairs": len(validation)}
     tracker = start_job_run(config, "tune-embedder", tier.name, pairs)
     try:
@@ -253,12 +282,7 @@ def run_tune_job(config: EmbedderTuneConfig) -> TuneResult:
     except BaseException:
         tracker.finish("FAILED")
         raise
-    tracker.log_metrics({"heading_recall_at_1": run["recall_before"]}, 0)
-    for step, loss in run["loss_curve"]:
-        tracker.log_metrics({"train_loss": loss}, step)
-    tracker.log_metrics({"heading_recall_at_1": run["recall_after"]}, run["steps"])
-    tracker.log_artifact(config.output_dir / MANIFEST_FILE)
-    tracker.finish()
+    log_training(tracker, "heading_recall_at_1", (run["recall_before"], run["recall_after"]), run, config)
     return TuneResult(
         config.output_dir,
         len(train),

@@ -99,10 +99,9 @@ class IndexJobConfig(StrictModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
 
 
-class EmbedderTuneConfig(StrictModel):
-    """`ragtune tune-embedder`: adapt an embedding model to a corpus, headings → their sections."""
+class PairTuneConfig(StrictModel):
+    """What the jobs that learn from a corpus's own (heading → section) pairs share."""
 
-    kind: Literal["embedder"] = "embedder"
     tier: TierName = Field("local", description="Hardware tier the training task runs on.")
     documents: list[str] = Field(min_length=1, description="Files, directories or globs of documents.")
     exclude: list[str] = Field(
@@ -112,7 +111,7 @@ class EmbedderTuneConfig(StrictModel):
     base_model: ModelName = Field(
         DEFAULT_EMBEDDING_MODEL, description="sentence-transformers name or path to start from."
     )
-    output_dir: Path = Field(description="Where the adapted model is saved (replaced atomically).")
+    output_dir: Path = Field(description="Where the trained model is saved (replaced atomically).")
     passage_tokens: int = Field(
         128, ge=16, le=512, description="Tokens of each section's opening used as its passage."
     )
@@ -122,7 +121,7 @@ class EmbedderTuneConfig(StrictModel):
     )
     learning_rate: float = Field(1e-5, gt=0, description="Peak AdamW learning rate (warm-up, then decay).")
     validation_fraction: float = Field(
-        0.05, gt=0, lt=1, description="Share of pairs held out to measure heading→section recall@1."
+        0.05, gt=0, lt=1, description="Share of pairs held out to measure the model before and after."
     )
     seed: int = Field(0, description="Seed for the split, shuffling and dropout.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -131,3 +130,31 @@ class EmbedderTuneConfig(StrictModel):
         """Where the job's MLflow run goes (`TrackingConfig.uri`): beside the model folder, which
         is replaced whole on every run."""
         return self.tracking.uri(self.output_dir)
+
+
+class EmbedderTuneConfig(PairTuneConfig):
+    """`ragtune tune-embedder`: adapt an embedding model to a corpus, headings → their sections."""
+
+    kind: Literal["embedder"] = "embedder"
+
+
+class RerankerTuneConfig(PairTuneConfig):
+    """`ragtune tune-reranker`: train a cross-encoder on a corpus's headings → their sections,
+    against hard negatives that the corpus's index retrieves for each heading."""
+
+    kind: Literal["reranker"] = "reranker"
+    index_dir: Path = Field(description="An index of these documents (`ragtune index`): hard negatives.")
+    hard_negatives: int = Field(3, ge=0, description="Top retrieved chunks of other sections, per heading.")
+    random_negatives: int = Field(1, ge=0, description="Passages of random other sections, per heading.")
+    batch_size: int = Field(8, ge=1, description="Headings per step, each with its passage and negatives.")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak AdamW learning rate (warm-up, then decay).")
+    max_length: int = Field(256, ge=32, le=512, description="Tokens of heading and passage read together.")
+    max_pairs: int | None = Field(
+        None, ge=2, description="Train on at most this many pairs (a seeded sample), to bound the run."
+    )
+
+    @model_validator(mode="after")
+    def _some_negatives(self) -> RerankerTuneConfig:
+        if self.hard_negatives + self.random_negatives == 0:
+            raise ValueError("hard_negatives + random_negatives must be at least 1")
+        return self

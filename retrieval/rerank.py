@@ -11,13 +11,14 @@ from ragtune.retrieval.embed import resolve_model
 from ragtune.retrieval.hit import Hit
 
 
-def load_cross_encoder(name: str, max_length: int, device: str | None = None):
-    """A sentence-transformers CrossEncoder by name or folder; GPU when one is visible."""
+def load_cross_encoder(name: str, max_length: int, device: str | None = None, num_labels: int | None = None):
+    """A sentence-transformers CrossEncoder by name or folder (`num_labels=1` on a plain encoder
+    gives it a new one-score head, to train); GPU when one is visible."""
     import torch
     from sentence_transformers import CrossEncoder
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return CrossEncoder(resolve_model(name), max_length=max_length, device=device)
+    return CrossEncoder(resolve_model(name), max_length=max_length, device=device, num_labels=num_labels)
 
 
 class Reranker:

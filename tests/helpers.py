@@ -123,7 +123,8 @@ def node_env(root: Path) -> Path:
         env={**os.environ, "PYTHON": str(python), "RAGTUNE_PIP_ARGS": "--no-deps"},
     )
     assert installed.returncode == 0, installed.stderr[-2000:]
-    assert installed.stdout.startswith(f"ragtune 0.1.0 ({site}/ragtune)"), installed.stdout
+    version = wheel.name.split("-")[1]
+    assert installed.stdout.startswith(f"ragtune {version} ({site}/ragtune)"), installed.stdout
     return python
 
 

@@ -26,6 +26,11 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
     indexable = write(tmp, "ok-index.yaml", f"kind: index\ndocuments: [{docs}]\noutput_dir: {tmp / 'i'}\n")
     onto_docs = write(tmp, "onto-docs.yaml", f"kind: index\ndocuments: [{docs}]\noutput_dir: {docs}\n")
     embedder = write(tmp, "embedder.yaml", f"kind: embedder\ndocuments: [{gone}]\noutput_dir: {tmp / 'e'}\n")
+    reranker = write(
+        tmp,
+        "reranker.yaml",
+        f"kind: reranker\ndocuments: [{docs}]\nindex_dir: {gone}\noutput_dir: {tmp / 'r'}\n",
+    )
     train = write(
         tmp,
         "train.yaml",
@@ -56,6 +61,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "index --update: no index": (["index", indexable, "--update"], "no such folder"),
         "index: output onto a corpus": (["index", onto_docs], "refusing to replace it"),
         "tune-embedder": (["tune-embedder", embedder], "no documents"),
+        "tune-reranker": (["tune-reranker", reranker], "not a ragtune index folder"),
         "train": (["train", train], "data file"),
         "serve": (["serve", serve], "no such folder"),
         "demo": (["demo", demo], "ragtune data python-docs"),

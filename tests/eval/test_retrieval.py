@@ -67,6 +67,10 @@ def test_cli_index_search_eval(tmp_path):
     assert "dense+rerank" in scored.stdout
     missing = run_cli("search", str(tmp_path / "idx"), "tea", "--rerank", str(tmp_path / "no-model"))
     assert missing.returncode == 2 and "--rerank: model folder" in missing.stderr
+    missing = run_cli(
+        "eval", "retrieval", str(tmp_path / "eval.yaml"), "--set", f"rerank.model={tmp_path}/no"
+    )
+    assert missing.returncode == 2 and "rerank.model: model folder" in missing.stderr
 
 
 def test_cli_index_config_typo_exits_2(tmp_path):

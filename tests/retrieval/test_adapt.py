@@ -1,4 +1,5 @@
-"""Embedder adaptation: pair mining, and a real tune-embedder job on Ray whose model an index uses."""
+"""Learning from the corpus itself: pair mining, a real tune-embedder job on Ray whose model an
+index uses, and a real tune-reranker job whose cross-encoder reranks searches."""
 
 import shutil
 from pathlib import Path
@@ -9,12 +10,14 @@ import torch
 from mlflow.tracking import MlflowClient
 from sentence_transformers import SentenceTransformer
 
-from ragtune.core.artifacts import EmbedderManifest
+from ragtune.core.artifacts import EmbedderManifest, RerankerManifest
 from ragtune.core.errors import ArtifactError, ConfigError
 from ragtune.retrieval.adapt import Pair, heading_pairs, run_tune_job, split_pairs
-from ragtune.retrieval.config import EmbedderTuneConfig, IndexJobConfig
+from ragtune.retrieval.config import EmbedderTuneConfig, IndexJobConfig, RerankConfig, RerankerTuneConfig
 from ragtune.retrieval.embed import encode, load_encoder
 from ragtune.retrieval.job import run_index_job
+from ragtune.retrieval.rerank import load_cross_encoder
+from ragtune.retrieval.rerank_tune import own_passage_first, run_reranker_tune_job, with_negatives
 from ragtune.retrieval.search import Retriever
 from tests.helpers import run_cli
 
@@ -161,3 +164,64 @@ def test_cli_rejects_a_bad_config_naming_the_field(tmp_path):
     bad.write_text("kind: embedder\ndocuments: [docs]\noutput_dir: out\nbatch_size: 1\n")
     result = run_cli("tune-embedder", str(bad))
     assert result.returncode == 2 and "batch_size" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def garden_index(ray_cluster, garden, tmp_path_factory):
+    out = tmp_path_factory.mktemp("garden-index") / "index"
+    run_index_job(IndexJobConfig(documents=[str(garden)], output_dir=out))
+    return out
+
+
+def reranker_config(garden, index, out, **changes) -> RerankerTuneConfig:
+    settings = {
+        "documents": [str(garden)],
+        "exclude": ["*/faq.md"],
+        "index_dir": str(index),
+        "output_dir": str(out),
+        "epochs": 3,
+        "batch_size": 4,
+        "learning_rate": 1e-4,
+        "validation_fraction": 0.2,
+        "max_length": 64,
+    }
+    return RerankerTuneConfig.model_validate({**settings, **changes})
+
+
+def test_negatives_are_other_sections_and_never_held_out_documents(garden, garden_index):
+    config = reranker_config(garden, garden_index, "unused", hard_negatives=3, random_negatives=1)
+    pairs = [Pair(f"{task} {plant}", passage(f"{task} {plant}")) for task in TASKS for plant in PLANTS]
+    candidates = with_negatives(pairs, Retriever(garden_index), config)
+    assert all(len(c.passages) == 5 and c.passages[0] == passage(c.query) for c in candidates)
+    for c in candidates:
+        assert all(f"{c.query} is a chore" not in negative for negative in c.passages[1:])
+        assert all("Why do my roses wilt" not in negative for negative in c.passages[1:])
+    # Hard ones come first: what the index finds for the heading, e.g. its plant's other tasks.
+    first = candidates[0]
+    assert PLANTS[0] in first.passages[1] or TASKS[0] in first.passages[1]
+
+
+def test_tune_reranker_learns_the_corpus_and_reranks_with_it(garden, garden_index, tmp_path):
+    config = reranker_config(garden, garden_index, tmp_path / "reranker")
+    result = run_reranker_tune_job(config)
+    assert (result.train_pairs, result.validation_pairs) == (19, 5)
+    manifest = RerankerManifest.read(config.output_dir)
+    assert manifest.negatives == 4 and manifest.steps == 3 * (19 // 4)
+    assert [step for step, _ in manifest.loss_curve] == list(range(1, 13))
+    assert manifest.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    client = MlflowClient(config.tracking_uri())
+    [run] = client.search_runs([client.get_experiment_by_name("ragtune").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["ragtune.job"] == "tune-reranker"
+    accuracy = client.get_metric_history(run.info.run_id, "own_passage_first")
+    assert [(m.step, m.value) for m in accuracy] == [(0, result.accuracy_before), (12, result.accuracy_after)]
+
+    pairs = [Pair(f"{task} {plant}", passage(f"{task} {plant}")) for task in TASKS for plant in PLANTS]
+    candidates = with_negatives(pairs, Retriever(garden_index), config)
+    base = load_cross_encoder(config.base_model, 64, "cpu", num_labels=1)
+    trained = load_cross_encoder(str(config.output_dir), 64, "cpu")
+    assert own_passage_first(trained, candidates) > own_passage_first(base, candidates) + 0.2
+
+    reranking = Retriever(garden_index, rerank=RerankConfig(model=str(config.output_dir), candidates=10))
+    assert reranking.search("Pruning roses", k=1)[0].heading == "Pruning roses"
+    with pytest.raises(ArtifactError, match="refusing to replace"):
+        run_reranker_tune_job(config.model_copy(update={"output_dir": garden}))  # a corpus, not a model
