@@ -79,24 +79,27 @@ def heading_pairs(chunks: Iterable[dict], exclude: Iterable[str] = ()) -> list[P
     """
     exclude, openings = list(exclude), {}
     for row in chunks:
-        if document_format(row["source"]) == ".pdf" or any(
-            fnmatch.fnmatch(row[field], glob) for glob in exclude for field in ("doc_id", "source")
-        ):
+        if document_format(row["source"]) == ".pdf" or excluded(row["doc_id"], row["source"], exclude):
             continue
         key = (row["doc_id"], row["heading"])
         if key not in openings or row["start"] < openings[key]["start"]:
             openings[key] = row
-    headings = Counter(_normalised(heading) for _, heading in openings)
+    headings = Counter(normalised_heading(heading) for _, heading in openings)
     return [
         Pair(" ".join(heading.split()), row["text"])
         for (_, heading), row in sorted(openings.items())
-        if headings[_normalised(heading)] == 1
+        if headings[normalised_heading(heading)] == 1
         and len(heading.split()) >= MIN_HEADING_WORDS
         and len(row["text"].split()) >= MIN_PASSAGE_WORDS
     ]
 
 
-def _normalised(heading: str) -> str:
+def excluded(doc_id: str, source: str, globs: list[str]) -> bool:
+    """Whether a document is kept out of training: its id or source matches one of `globs`."""
+    return any(fnmatch.fnmatch(value, glob) for glob in globs for value in (doc_id, source))
+
+
+def normalised_heading(heading: str) -> str:
     return " ".join(heading.casefold().split())
 
 

@@ -7,7 +7,6 @@ manifest, and the run is tracked in MLflow."""
 
 from __future__ import annotations
 
-import fnmatch
 import random
 import time
 from dataclasses import dataclass
@@ -25,10 +24,9 @@ from ragtune.core.artifacts import IndexManifest, RerankerManifest
 from ragtune.core.atomic import atomic_dir
 from ragtune.core.config import require_model
 from ragtune.core.tracking import start_job_run
-from ragtune.retrieval.adapt import Pair, fit_loop, log_training, mine_pairs
+from ragtune.retrieval.adapt import Pair, excluded, fit_loop, log_training, mine_pairs, normalised_heading
 from ragtune.retrieval.config import RerankerTuneConfig
 from ragtune.retrieval.embed import model_identity
-from ragtune.retrieval.hit import Hit
 from ragtune.retrieval.ingest import require_documents
 from ragtune.retrieval.rerank import load_cross_encoder
 from ragtune.retrieval.search import Retriever
@@ -74,13 +72,13 @@ def with_negatives(pairs: list[Pair], retriever: Retriever, config: RerankerTune
     )
     candidates = []
     for pair, hits in zip(pairs, found):
-        own = " ".join(pair.query.casefold().split())
+        own = normalised_heading(pair.query)
         negatives = [
             hit.text
             for hit in hits
-            if " ".join(hit.heading.casefold().split()) != own
+            if normalised_heading(hit.heading) != own
             and hit.text != pair.passage
-            and not excluded(hit, config.exclude)
+            and not excluded(hit.doc_id, hit.source, config.exclude)
         ][:hard]
         while len(negatives) < hard + random_count:
             other = rng.choice(pairs)
@@ -88,11 +86,6 @@ def with_negatives(pairs: list[Pair], retriever: Retriever, config: RerankerTune
                 negatives.append(other.passage)
         candidates.append(Candidates(pair.query, (pair.passage, *negatives)))
     return candidates
-
-
-def excluded(hit: Hit, globs: list[str]) -> bool:
-    """Whether a chunk's document is kept out of training (as `heading_pairs` keeps it out)."""
-    return any(fnmatch.fnmatch(value, glob) for glob in globs for value in (hit.doc_id, hit.source))
 
 
 def own_passage_first(model, candidates: list[Candidates], batch_size: int = 64) -> float:
