@@ -31,8 +31,9 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m ''
 
-# The main job: Python docs indexed, SmolLM2 fine-tuned with LoRA on RAG examples, served, and
-# base / RAG / fine-tuned / fine-tuned + RAG compared on held-out FAQ questions (runs/demo/report).
+# The main job: Python docs indexed, SmolLM2 fine-tuned with LoRA on RAG rows and on RAFT rows,
+# served, and base / RAG / fine-tuned / fine-tuned + RAG / RAFT + RAG compared on held-out FAQ
+# questions with bootstrap intervals (runs/demo/report).
 demo: python-docs data/models/smollm2/config.json
 	$(BIN)/ragtune demo configs/demo.yaml
 

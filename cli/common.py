@@ -20,6 +20,7 @@ CONFIG_KINDS: dict[str, tuple[str, str]] = {
     "reranker": ("ragtune.retrieval.config", "RerankerTuneConfig"),
     "retrieval-eval": ("ragtune.eval.retrieval", "RetrievalEvalConfig"),
     "train": ("ragtune.train.config", "TrainJobConfig"),
+    "sweep": ("ragtune.train.sweep_config", "SweepConfig"),
     "serve": ("ragtune.serve.config", "ServeJobConfig"),
     "cluster": ("ragtune.cluster.cluster_config", "ClusterConfig"),
     "answer-eval": ("ragtune.eval.answers", "AnswerEvalConfig"),
@@ -32,6 +33,7 @@ JOB_VERBS: dict[str, str] = {
     "tune-embedder": "embedder",
     "tune-reranker": "reranker",
     "train": "train",
+    "sweep": "sweep",
     "serve": "serve",
     "eval retrieval": "retrieval-eval",
 }

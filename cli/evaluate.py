@@ -21,11 +21,12 @@ def eval_retrieval(config: Path, set_: SetOption = None, tiers: TiersOption = No
 
 @app.command("answers")
 def eval_answers(config: Path, set_: SetOption = None, tiers: TiersOption = None) -> None:
-    """Base, RAG, fine-tuned and fine-tuned + RAG on held-out questions, through a running app."""
+    """Systems (default: base, RAG, fine-tuned, fine-tuned + RAG) answer held-out questions through
+    a running app; scores with 95% intervals, paired differences, grounding."""
     from ragtune.eval.answers import run_answer_eval
 
     result = run_answer_eval(load_job_config(config, set_, "answer-eval"), progress=typer.echo)
-    typer.echo(result.table())
+    typer.echo(result.markdown())
     typer.echo(f"report: {result.report_dir}/answers.md, answers.json, answers.png")
 
 

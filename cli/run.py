@@ -1,5 +1,5 @@
-"""Job verbs: index, tune-embedder, tune-reranker, train, serve and demo, each on the cluster from --address,
-else the `ragtune up` one, else an embedded Ray."""
+"""Job verbs: index, tune-embedder, tune-reranker, train, sweep, serve and demo, each on the cluster
+from --address, else the `ragtune up` one, else an embedded Ray."""
 
 from __future__ import annotations
 
@@ -81,6 +81,24 @@ def train(
         typer.echo(run_train_job(job, resume=resume).summary())
 
 
+@app.command()
+def sweep(
+    config: Path, set_: SetOption = None, address: AddressOption = None, tiers: TiersOption = None
+) -> None:
+    """Ray Tune search over a train config's fields (each trial a Ray Train run on its tier, ASHA
+    on validation loss, MLflow runs under one parent); writes the best config."""
+    from ragtune.cluster.local import ray_session
+    from ragtune.train.sweep import run_sweep
+    from ragtune.train.trainer import check_inputs
+
+    job = load_job_config(config, set_, expect="sweep")
+    check_inputs(job.base_job())
+    with ray_session(address):
+        result = run_sweep(job, progress=typer.echo)
+    typer.echo(result.table())
+    typer.echo(result.summary())
+
+
 @app.command("serve")
 def serve_(
     config: Annotated[Path | None, typer.Argument(help="Serve config (not needed with --down).")] = None,
@@ -135,17 +153,31 @@ def demo(
     config: Annotated[Path, typer.Argument(help="Demo config.")] = Path("configs/demo.yaml"),
     set_: SetOption = None,
     quick: Annotated[bool, typer.Option("--quick", help="The config's smaller, faster variant.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Ray, Serve and worker logs on the console, not in files.")
+    ] = False,
     address: AddressOption = None,
     tiers: TiersOption = None,
 ) -> None:
-    """Index the docs, fine-tune on RAG examples, serve, and compare four systems on held-out questions."""
+    """Index documents, fine-tune on RAG and RAFT rows, serve, and compare the systems on held-out
+    questions, with intervals."""
+    from contextlib import nullcontext
+
     from ragtune.cluster.local import ray_session
+    from ragtune.core.logs import stderr_to
     from ragtune.demo.pipeline import check_inputs, run_demo
 
     job = load_job_config(config, set_, expect="demo")
     job = job.quick_variant() if quick else job
     check_inputs(job)
-    with ray_session(address):
+    log = job.path("logs") / "demo.log"
+    if not verbose:
+        typer.echo(
+            f"[demo] logs: {log} (this process: Ray, Serve, warnings) and Ray's session logs "
+            "(/tmp/ray/session_latest/logs: workers and replicas); --verbose prints them here"
+        )
+    with nullcontext() if verbose else stderr_to(log), ray_session(address, worker_logs=verbose):
         result = run_demo(job)
-    typer.echo("\n" + result.answers.table())
-    typer.echo(f"\ndemo finished in {result.seconds / 60:.1f} min; report in {result.answers.report_dir}")
+    typer.echo("\n" + result.answers.markdown())
+    typer.echo(f"demo finished in {result.seconds / 60:.1f} min; report in {result.answers.report_dir}")
+    typer.echo(f"serve what it built: ragtune serve {job.path('serve.yaml')}")

@@ -146,9 +146,10 @@ def _forget_address(address: str) -> None:
 
 
 @contextmanager
-def ray_session(address: str | None = None) -> Iterator[str]:
+def ray_session(address: str | None = None, worker_logs: bool = True) -> Iterator[str]:
     """Connect to `address`, else to the `ragtune up` cluster, else start an embedded Ray that
-    advertises the embedded tier (`local`).
+    advertises the embedded tier (`local`). Without `worker_logs`, what tasks and actors print
+    stays in Ray's log files instead of being copied to this console.
 
     Yields the address connected to ("embedded" for an embedded one); disconnects on exit.
     """
@@ -166,7 +167,7 @@ def ray_session(address: str | None = None) -> Iterator[str]:
     if not target or (ours is not None and ours.loopback and target == ours.address):
         _listen_on_loopback()  # `ragtune up`'s cluster and the embedded one live on loopback
     if target:
-        _connect(ray, target)
+        _connect(ray, target, worker_logs)
     else:
         local_tier = embedded_tier()
         ray.init(
@@ -180,6 +181,7 @@ def ray_session(address: str | None = None) -> Iterator[str]:
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=_free_port(),
+            log_to_driver=worker_logs,
         )
     try:
         yield target or "embedded"
@@ -187,7 +189,7 @@ def ray_session(address: str | None = None) -> Iterator[str]:
         ray.shutdown()
 
 
-def _connect(ray, address: str) -> None:
+def _connect(ray, address: str, worker_logs: bool) -> None:
     """Join the cluster at `address`; an unreachable one is a ClusterError in seconds (Ray itself
     retries its GCS for minutes)."""
     fix = "check the address, or run `ragtune up` (without --address an embedded Ray starts)"
@@ -199,7 +201,7 @@ def _connect(ray, address: str) -> None:
             reason = exc.strerror or str(exc)
             raise ClusterError(f"cannot reach the Ray cluster at {address}: {reason}", fix) from None
     try:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=worker_logs)
     except ConnectionError as exc:
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc}", fix) from None
 

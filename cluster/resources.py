@@ -53,6 +53,13 @@ def worker_resources(
     return request
 
 
+def driver_resources(tier: HardwareTier) -> dict[str, float]:
+    """What a process that only launches a job's workers asks for (a Ray Tune trial running a
+    Ray Train job): a sliver of the tier's resource and no CPU, so it lands on the tier without
+    holding a core its workers need."""
+    return {tier.resource_name: 0.001}
+
+
 def scaling_config(tier: HardwareTier, num_workers: int, worker_cpus: float | None = None):
     """A Ray Train ScalingConfig that places `num_workers` workers on nodes of `tier`."""
     from ray.train import ScalingConfig

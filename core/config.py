@@ -75,19 +75,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(source, item, "an override must look like key.path=value")
-        *parents, leaf = key.split(".")
-        node = result
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(source, key, f"'{part}' is not a mapping, cannot set inside it")
-            node = child
         try:
-            node[leaf] = yaml.safe_load(raw) if raw else ""
+            value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError as exc:
             problem = str(exc).splitlines()[0]
             raise ConfigError(source, key, f"the value is not valid YAML ({problem}); quote it") from None
+        set_field(result, key, value, source)
     return result
+
+
+def set_field(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set the field at the dotted `key` of `data` in place, making the mappings on the way."""
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(source, key, f"'{part}' is not a mapping, cannot set inside it")
+        node = child
+    node[leaf] = value
 
 
 def validate_data(model: type[Model], data: dict[str, Any], source: str) -> Model:

@@ -23,6 +23,7 @@ class TrackingConfig(StrictModel):
         description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else a SQLite file "
         "`mlflow.db` beside the job's output folder.",
     )
+    tags: dict[str, str] = Field(default_factory=dict, description="More tags on the job's run.")
 
     def uri(self, output: Path) -> str:
         """The one rule for where a job's run goes: the configured URI, else MLflow's own
@@ -108,7 +109,7 @@ def start_job_run(config, job: str, tier: str, extra_params: dict[str, Any]) -> 
     """A job's run: named after its output folder, tagged with the job and tier, with the job's
     config (flattened) and `extra_params` as params. `config` has `tracking`, `tracking_uri()` and
     `output_dir`, as the job configs do. MLflow unreachable: a RunLogger without a run, said once."""
-    tags = {"tier": tier, "ragtune.job": job}
+    tags = {**config.tracking.tags, "tier": tier, "ragtune.job": job}
     uri = config.tracking_uri()
     try:
         tracker = start_run(uri, config.tracking.experiment, config.output_dir.name, tags)

@@ -1,14 +1,18 @@
 """`ragtune demo`: the whole product on one machine, top to bottom.
 
-data → index the docs → RAG training examples from retrieved context → LoRA fine-tune →
-deploy the Serve graph with the adapter → four systems answer held-out questions over HTTP →
+data (train / validation / held-out) → index the documents → RAG and RAFT training rows from
+retrieved context → two LoRA fine-tunes (RAG rows, RAFT rows) → deploy the Serve graph with both
+adapters (and write its serve config) → the systems answer held-out questions over HTTP →
 report → shut Serve down. Each stage prints one result line.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.core.artifacts import IndexManifest
-from ragtune.core.atomic import write_jsonl_atomic
+from ragtune.core.atomic import write_jsonl_atomic, write_text_atomic
 from ragtune.core.errors import InputError
 from ragtune.demo.config import DemoConfig
 from ragtune.eval.answers import AnswerEvalResult, read_pairs
+from ragtune.eval.report import read_lines
+
+STAGE_CONFIGS = ("index", "train", "train-raft", "serve", "answers")  # written as WORK_DIR/NAME.yaml
 
 
 @dataclass
@@ -32,22 +39,41 @@ class DemoResult:
 
 @contextmanager
 def stage(name: str) -> Iterator[list[str]]:
-    """Print the stage's start, then its one result line (appended by the body) and time."""
-    print(f"[demo] {name} ...", flush=True)
+    """Print the stage's start (on a terminal, with a running clock), then its one result line
+    (appended by the body) and time."""
     started, result = time.perf_counter(), []
-    yield result
-    print(f"[demo] {name}: {' '.join(result)} ({time.perf_counter() - started:.0f} s)", flush=True)
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(1.0):
+            print(f"\r[demo] {name} ... {time.perf_counter() - started:.0f} s", end="", flush=True)
+
+    clock = threading.Thread(target=tick, daemon=True)
+    if sys.stdout.isatty():
+        clock.start()
+    else:
+        print(f"[demo] {name} ...", flush=True)
+    try:
+        yield result
+    finally:
+        done.set()
+        if clock.is_alive():
+            clock.join()
+    end = "\r" if sys.stdout.isatty() else ""
+    print(f"{end}[demo] {name}: {' '.join(result)} ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
 def check_inputs(config: DemoConfig) -> None:
     """Fail before any work when an input is missing, saying which command makes it."""
-    for path, command in (
-        (config.corpus_file, "ragtune data python-docs"),
-        (config.faq_file, "ragtune data python-docs"),
-        (Path(config.base_model) / "config.json", "ragtune model import data/models/smollm2"),
-    ):
-        if not path.is_file():
-            raise InputError(f"{path} missing", f"run `{command}` (make demo does both)")
+    made_by = "`ragtune data python-docs` makes the Python-docs ones (make demo does)"
+    for path in (*config.documents, config.questions):
+        if not any(ch in str(path) for ch in "*?[") and not Path(path).exists():
+            raise InputError(f"{path} missing", f"point documents and questions at your files; {made_by}")
+    if not (Path(config.base_model) / "config.json").is_file():
+        raise InputError(
+            f"{config.base_model}/config.json missing",
+            "run `ragtune model import data/models/smollm2` (make demo does)",
+        )
 
 
 def fresh_run_dir(run_dir: Path) -> None:
@@ -62,35 +88,79 @@ def fresh_run_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
-def split_pairs(config: DemoConfig) -> tuple[list[dict], list[dict]]:
-    """(training, held-out) FAQ pairs: a seeded shuffle, so held-out questions are never trained on."""
-    pairs = read_pairs(config.faq_file)
-    if len(pairs) <= config.held_out:
-        raise InputError(f"{config.faq_file} has {len(pairs)} pairs", "set held_out below that")
+@dataclass
+class Split:
+    """The pairs trained on, the pairs choices are made on, and the pairs reported on."""
+
+    train: list[dict]
+    validation: list[dict]
+    held_out: list[dict]
+
+
+def split_pairs(config: DemoConfig) -> Split:
+    """A seeded shuffle: held-out first, then validation, the rest trained on; no question is in
+    two parts."""
+    pairs = read_pairs(config.questions)
+    kept = config.held_out + config.validation
+    if len(pairs) <= kept:
+        raise InputError(
+            f"{config.questions} has {len(pairs)} pairs, held_out + validation take {kept}",
+            "set held_out and validation lower, or bring more pairs",
+        )
     random.Random(config.seed).shuffle(pairs)
-    return pairs[config.held_out :], pairs[: config.held_out]
+    return Split(pairs[kept:], pairs[config.held_out : kept], pairs[: config.held_out])
 
 
 def write_knowledge_base(config: DemoConfig) -> int:
-    """The corpus documents whose id starts with one of the configured prefixes; their count."""
-    import json
-
-    prefixes = tuple(config.knowledge_base)
-    rows = [json.loads(line) for line in config.corpus_file.read_text().splitlines() if line.strip()]
-    kept = [row for row in rows if not prefixes or row["id"].startswith(prefixes)]
+    """The documents the index job takes; with `knowledge_base` prefixes, the JSONL documents'
+    rows whose id starts with one, written to one file. Returns the kept row count (0 unfiltered)."""
+    if not config.knowledge_base:
+        return 0
+    prefixes, id_field = tuple(config.knowledge_base), config.index_job().chunking.id_field
+    kept = []
+    for document in config.documents:
+        rows = [json.loads(line) for line in read_lines(Path(document)) if line.strip()]
+        kept += [row for row in rows if str(row.get(id_field, "")).startswith(prefixes)]
     write_jsonl_atomic(config.path("knowledge_base.jsonl"), kept)
     return len(kept)
 
 
-def rag_examples(retriever, pairs: list[dict], k: int) -> tuple[list[dict], float]:
-    """RAG-form rows (question, retrieved context, answer) and the share whose source was retrieved."""
-    found = retriever.search_batch([pair["question"] for pair in pairs], k)
-    rows = [
-        {"question": pair["question"], "context": [hit.text for hit in hits], "answer": pair["answer"]}
-        for pair, hits in zip(pairs, found)
-    ]
-    recall = sum(pair["id"] in {hit.doc_id for hit in hits} for pair, hits in zip(pairs, found))
-    return rows, recall / len(pairs)
+def _recall(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def training_rows(config: DemoConfig, index_dir: Path, split: Split) -> str:
+    """RAG rows (training and validation questions with their top-k chunks) and RAFT rows (each
+    training question's oracle chunk and distractors); the stage's result line."""
+    from ragtune.retrieval.qa_rows import raft_rows, rag_rows
+    from ragtune.retrieval.search import Retriever
+
+    retriever = Retriever(index_dir)
+    k = config.context_k
+    rows, train_recall = rag_rows(retriever, split.train, k)
+    write_jsonl_atomic(config.path("train.jsonl"), rows)
+    validation, validation_recall = rag_rows(retriever, split.validation, k)
+    write_jsonl_atomic(config.path("validation_rag.jsonl"), validation)
+    _, held_recall = rag_rows(retriever, split.held_out, k)
+    raft = raft_rows(retriever, split.train, config.raft_rows.hard, config.raft_rows.random, config.seed)
+    if not raft.rows:
+        raise InputError(
+            "no training pair names a source document that is in the index, so RAFT has no oracle",
+            "give the pairs `sources` (document ids as the index stores them)",
+        )
+    write_jsonl_atomic(config.path("train_raft.jsonl"), raft.rows)
+    return (
+        f"{len(rows)} RAG rows, {raft.summary()}; source in top-{k}: {_recall(train_recall)} training, "
+        f"{_recall(validation_recall)} validation, {_recall(held_recall)} held-out"
+    )
+
+
+def train_adapter(job) -> str:
+    """One fine-tune from scratch; its summary line."""
+    from ragtune.train.trainer import run_train_job
+
+    fresh_run_dir(job.output_dir)
+    return run_train_job(job).summary()
 
 
 def run_demo(config: DemoConfig) -> DemoResult:
@@ -99,46 +169,55 @@ def run_demo(config: DemoConfig) -> DemoResult:
 
     from ragtune.eval.answers import run_answer_eval
     from ragtune.retrieval.job import run_index_job
-    from ragtune.retrieval.search import Retriever
     from ragtune.serve.app import deploy
-    from ragtune.train.trainer import run_train_job
 
     started = time.perf_counter()
     check_inputs(config)
     config.work_dir.mkdir(parents=True, exist_ok=True)
     with stage("data") as line:
-        train_pairs, held_out = split_pairs(config)
-        write_jsonl_atomic(config.path("held_out.jsonl"), held_out)
-        documents = write_knowledge_base(config)
+        split = split_pairs(config)
+        for name, pairs in (("held_out", split.held_out), ("validation", split.validation)):
+            write_jsonl_atomic(config.path(f"{name}.jsonl"), pairs)
+        kept = write_knowledge_base(config)
+        write_job_configs(config)
         line.append(
-            f"{len(train_pairs)} training / {len(held_out)} held-out FAQ pairs, "
-            f"knowledge base of {documents} documents"
+            f"{len(split.train)} training / {len(split.validation)} validation / {len(split.held_out)} "
+            f"held-out pairs"
+            + (f", knowledge base of {kept} documents" if kept else "")
+            + f"; stage configs in {config.work_dir}/*.yaml"
         )
     with stage("index") as line:
         index_job = config.index_job()
         indexed = run_index_job(index_job, update=IndexManifest.find(index_job.output_dir) is not None)
         line.append(f"{indexed.num_chunks} chunks in {index_job.output_dir}")
     with stage("training data") as line:
-        retriever = Retriever(index_job.output_dir)
-        rows, train_recall = rag_examples(retriever, train_pairs, config.context_k)
-        _, held_recall = rag_examples(retriever, held_out, config.context_k)
-        write_jsonl_atomic(config.path("train.jsonl"), rows)
-        line.append(
-            f"{len(rows)} RAG examples; source in top-{config.context_k}: "
-            f"{train_recall:.2f} training, {held_recall:.2f} held-out"
-        )
+        line.append(training_rows(config, index_job.output_dir, split))
     with stage("fine-tune") as line:
-        train_job = config.train_job()
-        fresh_run_dir(train_job.output_dir)
-        line.append(run_train_job(train_job).summary())
+        line.append(train_adapter(config.train_job()))
+    with stage("fine-tune RAFT") as line:
+        line.append(train_adapter(config.raft_job()))
     serve_job = config.serve_job()
     try:
         with stage("serve") as line:
             url = deploy(serve_job)
-            line.append(f"{url} serves base + adapter '{next(iter(serve_job.generator.adapters))}'")
+            line.append(f"{url} serves base + adapters {', '.join(serve_job.generator.adapters)}")
         with stage("answers") as line:
             answers = run_answer_eval(config.answer_eval(url))
             line.append(f"report in {answers.report_dir}")
     finally:
         serve.shutdown()
     return DemoResult(answers, time.perf_counter() - started)
+
+
+def write_job_configs(config: DemoConfig) -> None:
+    """Each stage's job config as a file beside its outputs (`STAGE_CONFIGS`), so each step can
+    be run again on its own."""
+    import yaml
+
+    for name, job in zip(
+        STAGE_CONFIGS,
+        (config.index_job(), config.train_job(), config.raft_job(), config.serve_job(), config.answer_eval()),
+    ):
+        data = {"kind": job.kind, **job.model_dump(mode="json", exclude_defaults=True)}
+        header = f"# Written by `ragtune demo` from its config: the {name} stage's job.\n"
+        write_text_atomic(config.path(f"{name}.yaml"), header + yaml.safe_dump(data, sort_keys=False))

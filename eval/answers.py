@@ -1,53 +1,68 @@
-"""`ragtune eval answers`: four systems answer held-out questions through the Serve HTTP API.
+"""`ragtune eval answers`: systems answer held-out questions through the Serve HTTP API.
 
-base (no retrieval), RAG (base + retrieval), fine-tuned (adapter, no retrieval) and fine-tuned +
-RAG, side by side: token F1 and ROUGE-L against the reference answers, retrieval recall@k,
-latency and cost per 1k queries. Writes answers.md, answers.json and answers.png and logs them
+By default four systems: base (no retrieval), RAG (base + retrieval), fine-tuned (adapter, no
+retrieval) and fine-tuned + RAG; `systems` names any others (another adapter, another k). Each
+answer is scored against its reference (token F1, ROUGE-L) and against the passages it was given
+(grounding, citation precision, optionally an LLM judge); means carry 95% bootstrap intervals and
+`comparisons` get paired intervals on their differences. Writes answers.md/json/png and logs them
 to MLflow.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ragtune.cluster.tiers import TierName, get_tier
-from ragtune.core.atomic import write_json_atomic
 from ragtune.core.config import StrictModel
 from ragtune.core.errors import ClusterError, InputError
-from ragtune.core.tracking import TrackingConfig, start_run
-from ragtune.eval.report import markdown_table, read_lines
+from ragtune.core.text import supported_share
+from ragtune.core.tracking import TrackingConfig
+from ragtune.eval.answer_report import AnswerEvalResult, Comparison, SystemScore, log_to_mlflow, write_report
+from ragtune.eval.grounding import citation_precision
+from ragtune.eval.judge import Judge, JudgeConfig
+from ragtune.eval.report import read_lines
 from ragtune.eval.scoring import rouge_l, token_f1
+from ragtune.eval.uncertainty import paired_difference
+from ragtune.retrieval.hit import from_sources
 
-# (label, uses the fine-tuned adapter, retrieves)
-SYSTEMS = (
-    ("base", False, False),
-    ("RAG", False, True),
-    ("fine-tuned", True, False),
-    ("fine-tuned + RAG", True, True),
-)
+
+class SystemSpec(StrictModel):
+    """One system under test: a served model, with or without retrieval."""
+
+    name: str = Field(min_length=1, description="Label in the report.")
+    model: str = Field(min_length=1, description="API model name (the base model or an adapter).")
+    retrieval: bool = Field(False, description="Answer from retrieved passages.")
+    k: int | None = Field(None, ge=1, description="Passages retrieved; default: the eval's k.")
 
 
 class AnswerEvalConfig(StrictModel):
-    """`ragtune eval answers`: base, RAG, fine-tuned and fine-tuned + RAG answer held-out
-    questions through a running Serve app; scored against reference answers."""
+    """`ragtune eval answers`: systems answer held-out questions through a running Serve app;
+    scored against reference answers and against the passages they were given."""
 
     kind: Literal["answer-eval"] = "answer-eval"
     url: str = Field("http://127.0.0.1:8000", description="Base URL of the running Serve app.")
-    questions: Path = Field(description="JSONL of held-out {id, question, answer} pairs.")
+    questions: Path = Field(description="JSONL of {question, answer, sources?} pairs.")
     limit: int | None = Field(None, ge=1, description="Ask only the first N questions.")
     base_model: str = Field("base", description="API model name of the base model.")
-    fine_tuned_model: str = Field(description="API model name of the fine-tuned adapter.")
+    fine_tuned_model: str | None = Field(
+        None, description="API model name of the fine-tuned adapter (for the default systems)."
+    )
+    systems: list[SystemSpec] = Field(
+        default_factory=list,
+        description="Systems to compare; default: base, RAG, fine-tuned, fine-tuned + RAG.",
+    )
+    comparisons: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="[system, baseline] pairs given paired intervals; default: each system vs the first.",
+    )
     k: int = Field(3, ge=1, description="Chunks the RAG systems retrieve per question.")
     max_tokens: int = Field(64, ge=1, description="Longest answer, in tokens.")
     concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
@@ -55,64 +70,53 @@ class AnswerEvalConfig(StrictModel):
         "local", description="Tier whose hourly price turns measured time into cost per 1k queries."
     )
     api_key_env: str | None = Field(None, description="Env var holding the API key, if auth is on.")
+    judge: JudgeConfig | None = Field(
+        None, description="An OpenAI-compatible endpoint judging faithfulness; off by default."
+    )
+    bootstrap_seed: int = Field(0, description="Seed of the bootstrap resampling.")
     output_dir: Path = Field(description="Where answers.md, answers.json and answers.png go.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _systems_known(self) -> AnswerEvalConfig:
+        if not self.systems and not self.fine_tuned_model:
+            raise ValueError("set fine_tuned_model (for the four default systems) or list systems")
+        names = [system.name for system in self.system_specs()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"system names repeat: {names}")
+        for pair in self.comparisons:
+            unknown = [name for name in pair if name not in names]
+            if unknown:
+                raise ValueError(f"comparison names unknown system '{unknown[0]}'; systems are {names}")
+        return self
+
+    def system_specs(self) -> list[SystemSpec]:
+        """The listed systems, or the four defaults."""
+        if self.systems:
+            return self.systems
+        tuned = self.fine_tuned_model or ""
+        return [
+            SystemSpec(name="base", model=self.base_model),
+            SystemSpec(name="RAG", model=self.base_model, retrieval=True),
+            SystemSpec(name="fine-tuned", model=tuned),
+            SystemSpec(name="fine-tuned + RAG", model=tuned, retrieval=True),
+        ]
+
+    def comparison_pairs(self) -> list[tuple[str, str]]:
+        """The configured comparisons, or every system against the first."""
+        if self.comparisons:
+            return self.comparisons
+        first, *rest = [system.name for system in self.system_specs()]
+        return [(name, first) for name in rest]
 
     def tracking_uri(self) -> str:
         """Where the evaluation's MLflow run goes (`TrackingConfig.uri`)."""
         return self.tracking.uri(self.output_dir)
 
 
-@dataclass
-class SystemScore:
-    """One system's averages over the questions, and its answers."""
-
-    system: str
-    model: str
-    retrieval: bool
-    f1: float
-    rouge_l: float
-    recall_at_k: float | None
-    latency_p50_s: float
-    cost_per_1k_usd: float
-    answers: list[dict[str, Any]] = field(repr=False)
-
-
-@dataclass
-class AnswerEvalResult:
-    """Every system's scores, and where the report went."""
-
-    systems: list[SystemScore]
-    k: int
-    pricing_tier: str
-    report_dir: Path
-
-    def table(self) -> str:
-        """The comparison: one row per system."""
-        header = [
-            "system",
-            "F1",
-            "ROUGE-L",
-            f"recall@{self.k}",
-            "p50 latency (s)",
-            f"$ / 1k queries ({self.pricing_tier})",
-        ]
-        rows = [
-            [
-                s.system,
-                f"{s.f1:.3f}",
-                f"{s.rouge_l:.3f}",
-                "—" if s.recall_at_k is None else f"{s.recall_at_k:.3f}",
-                f"{s.latency_p50_s:.2f}",
-                f"{s.cost_per_1k_usd:.4f}",
-            ]
-            for s in self.systems
-        ]
-        return markdown_table(header, rows)
-
-
-def read_pairs(path: Path, limit: int | None = None) -> list[dict[str, str]]:
-    """Held-out {id, question, answer} rows; a row without question or answer is an error."""
+def read_pairs(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """{question, answer, sources?} rows; a row without question or answer, or with sources that
+    are not a list of document ids, is an error."""
     pairs = []
     for number, line in enumerate(read_lines(path), 1):
         if not line.strip():
@@ -121,25 +125,33 @@ def read_pairs(path: Path, limit: int | None = None) -> list[dict[str, str]]:
             row = json.loads(line)
         except ValueError:
             row = None
-        if not (isinstance(row, dict) and row.get("question") and row.get("answer")):
+        if not (isinstance(row, dict) and _text(row.get("question")) and _text(row.get("answer"))):
             raise InputError(
-                f"{path}:{number}: expected a JSON object with 'question' and 'answer'", "fix that line"
+                f"{path}:{number}: expected a JSON object with 'question' and 'answer' strings",
+                "fix that line",
             )
+        sources = row.get("sources", [])
+        if not (isinstance(sources, list) and all(isinstance(s, str) for s in sources)):
+            raise InputError(f"{path}:{number}: 'sources' must be a list of document ids", "fix that line")
         pairs.append(row)
     if not pairs:
         raise InputError(f"{path}: no question/answer pairs", "point `questions` at a JSONL of pairs")
     return pairs[:limit]
 
 
-def ask(client, config: AnswerEvalConfig, model: str, question: str, retrieve: bool) -> dict[str, Any]:
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def ask(client, config: AnswerEvalConfig, system: SystemSpec, question: str) -> dict[str, Any]:
     """One chat completion: the answer text, its sources and the seconds it took."""
     body = {
-        "model": model,
+        "model": system.model,
         "messages": [{"role": "user", "content": question}],
         "max_tokens": config.max_tokens,
         "temperature": 0,
-        "k": config.k,
-        "retrieval": "always" if retrieve else "never",
+        "k": system.k or config.k,
+        "retrieval": "always" if system.retrieval else "never",
     }
     import httpx
 
@@ -152,7 +164,7 @@ def ask(client, config: AnswerEvalConfig, model: str, question: str, retrieve: b
     seconds = time.perf_counter() - started
     if response.status_code != 200:
         raise ClusterError(
-            f"{model}: HTTP {response.status_code} from {url}: {response.text[:300]}",
+            f"{system.model}: HTTP {response.status_code} from {url}: {response.text[:300]}",
             "check the model names and api_key_env against the served app",
         )
     reply = response.json()
@@ -163,118 +175,89 @@ def ask(client, config: AnswerEvalConfig, model: str, question: str, retrieve: b
     }
 
 
+def score_answer(pair: dict[str, Any], reply: dict[str, Any], retrieval: bool, judge) -> dict[str, Any]:
+    """One answer's scores against its reference and against the passages it was given."""
+    passages = [source.get("text") or "" for source in reply["sources"]]
+    found = [source.get("doc_id") for source in reply["sources"]]
+    gold = pair.get("sources", [])
+    return {
+        "id": pair.get("id"),
+        "question": pair["question"],
+        "reference": pair["answer"],
+        "answer": reply["text"],
+        "f1": token_f1(reply["text"], pair["answer"]),
+        "rouge_l": rouge_l(reply["text"], pair["answer"]),
+        "grounded": supported_share(reply["text"], passages),
+        "citation_precision": citation_precision(reply["text"], passages),
+        "faithful": judge(reply["text"], passages) if judge and retrieval else None,
+        "seconds": reply["seconds"],
+        "sources": found,
+        "retrieved_gold": any(from_sources(doc, gold) for doc in found) if retrieval and gold else None,
+    }
+
+
 def score_system(
-    config: AnswerEvalConfig,
-    client,
-    label: str,
-    model: str,
-    retrieve: bool,
-    pairs: list[dict[str, str]],
-    price_per_hour: float,
+    config: AnswerEvalConfig, client, system: SystemSpec, pairs: list[dict], price_per_hour: float, judge
 ) -> SystemScore:
-    """Ask every question (`concurrency` at a time) and average the scores."""
+    """Ask every question (`concurrency` at a time) and summarise the scores."""
     started = time.perf_counter()
     with ThreadPoolExecutor(config.concurrency) as pool:
-        replies = list(pool.map(lambda pair: ask(client, config, model, pair["question"], retrieve), pairs))
+        replies = list(pool.map(lambda pair: ask(client, config, system, pair["question"]), pairs))
     wall = time.perf_counter() - started
-    answers = []
-    for pair, reply in zip(pairs, replies):
-        found = [source.get("doc_id") for source in reply["sources"]]
-        answers.append(
-            {
-                "id": pair.get("id"),
-                "question": pair["question"],
-                "reference": pair["answer"],
-                "answer": reply["text"],
-                "f1": token_f1(reply["text"], pair["answer"]),
-                "rouge_l": rouge_l(reply["text"], pair["answer"]),
-                "seconds": reply["seconds"],
-                "retrieved_gold": pair.get("id") in found if retrieve else None,
-            }
+    with ThreadPoolExecutor(config.concurrency) as pool:
+        answers = list(
+            pool.map(lambda both: score_answer(*both, system.retrieval, judge), zip(pairs, replies))
         )
-    return SystemScore(
-        system=label,
-        model=model,
-        retrieval=retrieve,
-        f1=statistics.fmean(a["f1"] for a in answers),
-        rouge_l=statistics.fmean(a["rouge_l"] for a in answers),
-        recall_at_k=statistics.fmean(a["retrieved_gold"] for a in answers) if retrieve else None,
-        latency_p50_s=statistics.median(a["seconds"] for a in answers),
-        cost_per_1k_usd=price_per_hour * wall / len(pairs) * 1000 / 3600,
-        answers=answers,
+    return SystemScore.from_answers(
+        system.name,
+        system.model,
+        (system.k or config.k) if system.retrieval else None,
+        answers,
+        price_per_hour * wall / len(pairs) * 1000 / 3600,
+        config.bootstrap_seed,
     )
 
 
+def compare(scores: list[SystemScore], pairs: list[tuple[str, str]], seed: int) -> list[Comparison]:
+    """Paired bootstrap intervals on the F1 and ROUGE-L differences of each [system, baseline]."""
+    by_name = {score.system: score for score in scores}
+    comparisons = []
+    for name, baseline in pairs:
+        ours, theirs = by_name[name].answers, by_name[baseline].answers
+        comparisons.append(
+            Comparison(
+                system=name,
+                baseline=baseline,
+                f1=paired_difference([a["f1"] for a in ours], [a["f1"] for a in theirs], seed=seed),
+                rouge_l=paired_difference(
+                    [a["rouge_l"] for a in ours], [a["rouge_l"] for a in theirs], seed=seed
+                ),
+            )
+        )
+    return comparisons
+
+
 def run_answer_eval(config: AnswerEvalConfig, progress: Callable[[str], None] = print) -> AnswerEvalResult:
-    """Score the four systems (a `progress` line as each finishes), write the report files and
-    log them to MLflow."""
+    """Score every system (a `progress` line as each finishes), compare, write the report files
+    and log them to MLflow."""
     import httpx
 
     pairs = read_pairs(config.questions, config.limit)
     price = get_tier(config.pricing_tier).cost_per_hour
     key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    judge = Judge(config.judge) if config.judge else None
     scores = []
-    with httpx.Client(headers=headers, timeout=600) as client:
-        for label, fine_tuned, retrieve in SYSTEMS:
-            model = config.fine_tuned_model if fine_tuned else config.base_model
-            scores.append(score_system(config, client, label, model, retrieve, pairs, price))
-            progress(f"  {label:<17} F1 {scores[-1].f1:.3f}  ROUGE-L {scores[-1].rouge_l:.3f}")
-    result = AnswerEvalResult(scores, config.k, config.pricing_tier, config.output_dir)
-    write_report(result, config)
-    log_to_mlflow(scores, config)
+    try:
+        with httpx.Client(headers=headers, timeout=600) as client:
+            for system in config.system_specs():
+                scores.append(score_system(config, client, system, pairs, price, judge))
+                progress(f"  {system.name:<20} {scores[-1].line()}")
+    finally:
+        if judge:
+            judge.close()
+    comparisons = compare(scores, config.comparison_pairs(), config.bootstrap_seed)
+    result = AnswerEvalResult(scores, comparisons, config.pricing_tier, config.output_dir)
+    write_report(result, config.model_dump(mode="json"))
+    log_to_mlflow(result, config)
     return result
-
-
-def write_report(result: AnswerEvalResult, config: AnswerEvalConfig) -> None:
-    """answers.md (table), answers.json (scores and every answer), answers.png (bar chart)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scores, out = result.systems, config.output_dir
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "answers.md").write_text(result.table() + "\n")
-    write_json_atomic(
-        out / "answers.json",
-        {"config": config.model_dump(mode="json"), "systems": [asdict(s) for s in scores]},
-    )
-    figure, axes = plt.subplots(figsize=(7, 3.6))
-    width = 0.38
-    positions = range(len(scores))
-    axes.bar([p - width / 2 for p in positions], [s.f1 for s in scores], width, label="token F1")
-    axes.bar([p + width / 2 for p in positions], [s.rouge_l for s in scores], width, label="ROUGE-L")
-    axes.set_xticks(list(positions), [s.system for s in scores])
-    axes.set_ylabel("score vs reference answer")
-    axes.set_title(f"{len(scores[0].answers)} held-out questions")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(out / "answers.png", dpi=120)
-    plt.close(figure)
-
-
-def log_to_mlflow(scores: list[SystemScore], config: AnswerEvalConfig) -> str:
-    """One MLflow run in the configured experiment: a metric per system and score, the files."""
-    run = start_run(
-        config.tracking_uri(), config.tracking.experiment, "answer-eval", {"ragtune.job": "eval-answers"}
-    )
-    run.log_params(
-        {
-            "questions": len(scores[0].answers),
-            "k": config.k,
-            "max_tokens": config.max_tokens,
-            "base_model": config.base_model,
-            "fine_tuned_model": config.fine_tuned_model,
-        }
-    )
-    for s in scores:
-        name = s.system.replace(" + ", "_").replace(" ", "_").replace("-", "_").lower()
-        metrics = {f"{name}.f1": s.f1, f"{name}.rouge_l": s.rouge_l, f"{name}.latency_p50_s": s.latency_p50_s}
-        if s.recall_at_k is not None:
-            metrics[f"{name}.recall_at_k"] = s.recall_at_k
-        run.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)}, step=0)
-    for name in ("answers.md", "answers.json", "answers.png"):
-        run.log_artifact(config.output_dir / name)
-    run.finish()
-    return run.run_id

@@ -37,7 +37,14 @@ def build_python_docs_benchmark(out_dir: Path, sources: Path = DEFAULT_SOURCES) 
             if relative.startswith("faq/") and section.heading.rstrip().endswith("?"):
                 queries.append({"query": section.heading.strip(), "relevant": [doc_id]})
                 if answer := short_answer(section.text):
-                    pairs.append({"id": doc_id, "question": section.heading.strip(), "answer": answer})
+                    pairs.append(
+                        {
+                            "id": doc_id,
+                            "question": section.heading.strip(),
+                            "answer": answer,
+                            "sources": [doc_id],
+                        }
+                    )
     for name, rows in (("corpus.jsonl", documents), ("queries.jsonl", queries), ("faq.jsonl", pairs)):
         write_jsonl_atomic(out_dir / name, rows)
     return {"documents": len(documents), "queries": len(queries), "faq_pairs": len(pairs)}

@@ -21,7 +21,8 @@ from pydantic import Field
 
 from ragtune.core.config import StrictModel, require_model
 from ragtune.core.errors import InputError
-from ragtune.eval.report import markdown_table, read_lines
+from ragtune.core.table import markdown_table
+from ragtune.eval.report import read_lines
 from ragtune.eval.retrieval import ranked_documents, read_judgements, recall_at_k
 from ragtune.serve.query import normalise, recent_turns_query
 

@@ -13,7 +13,8 @@ from pydantic import Field
 from ragtune.core.atomic import write_json_atomic
 from ragtune.core.config import StrictModel, require_model
 from ragtune.core.errors import InputError
-from ragtune.eval.report import markdown_table, read_lines
+from ragtune.core.table import markdown_table
+from ragtune.eval.report import read_lines
 from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.search import Retriever, SearchMode
 

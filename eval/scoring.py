@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import re
-import string
 from collections import Counter
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-def normalise_tokens(text: str) -> list[str]:
-    """Lower case, punctuation and articles removed, split on whitespace (SQuAD's normalisation)."""
-    return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
+from ragtune.core.text import normalise_tokens
 
 
 def token_f1(prediction: str, reference: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -18,6 +19,12 @@ def local_tier():
     return embedded_tier()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(local_tier):
     """A real embedded Ray for the whole session, shaped like the `local` tier."""
@@ -27,7 +34,12 @@ def ray_cluster(local_tier):
         address="local",  # a fresh cluster, never one another process left running
         num_cpus=int(local_tier.cpus),
         resources=local_tier.node_resources(),
-        include_dashboard=False,
+        # As `ragtune`'s own Ray does: the dashboard serves the State API that Ray Train's
+        # placement-group cleaner polls; without it the workers of a trial that Ray Tune stops
+        # keep their CPUs, and the next job waits for them forever.
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=free_port(),  # never the 8265 a `ragtune up` in another test takes
         configure_logging=False,
     )
     yield ray

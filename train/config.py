@@ -15,6 +15,24 @@ from ragtune.core.tracking import TrackingConfig
 NO_BF16_ACCELERATORS = {"T4", "V100", "P100", "K80", "M60"}  # before compute capability 8.0
 
 
+class RaftConfig(StrictModel):
+    """How a RAFT row (question, answer, oracle passage, distractors) becomes a prompt: `passages`
+    chunks, the oracle among them with probability `oracle_probability`, shuffled (Zhang et al.
+    2024, "RAFT: Adapting Language Model to Domain Specific RAG")."""
+
+    passages: int = Field(3, ge=1, description="Passages in each prompt (the k served with).")
+    oracle_probability: float = Field(
+        0.8, ge=0, le=1, description="Chance the oracle passage is among them (else a distractor)."
+    )
+    random_distractors: int = Field(
+        1, ge=0, description="Distractor slots filled from random passages; the rest are hard ones."
+    )
+    cite: bool = Field(
+        False, description="End the answer with [n], the oracle's number, when the oracle supports it."
+    )
+    seed: int = Field(0, description="Seed of the per-row draws (oracle in or out, order).")
+
+
 class DataConfig(StrictModel):
     """Training data: files, their format, how prompts are rendered and split."""
 
@@ -22,14 +40,15 @@ class DataConfig(StrictModel):
     validation_files: list[str] = Field(
         default_factory=list, description="Held-out files; default: split off the train files."
     )
-    format: Literal["auto", "instruction", "chat", "rag"] = Field(
+    format: Literal["auto", "instruction", "chat", "rag", "raft"] = Field(
         "auto",
         description="instruction (instruction/input/output), chat (messages), rag "
-        "(question/context/answer); auto detects per row.",
+        "(question/context/answer), raft (question/answer/oracle/distractors); auto detects per row.",
     )
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="Split when no val files.")
     max_length: int = Field(512, ge=16, description="Longest tokenised example; longer are bad rows.")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System message of every prompt.")
+    raft: RaftConfig = Field(default_factory=RaftConfig, description="How raft rows become prompts.")
 
 
 class LoraConfig(StrictModel):

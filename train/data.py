@@ -1,8 +1,9 @@
 """Training data with Ray Data: read JSONL/Parquet, render prompts, tokenise, split, report bad rows.
 
-Rows come in three forms, detected per row unless the config names one:
+Rows come in four forms, detected per row unless the config names one:
 - instruction: {"instruction", "input"?, "output"}
 - chat: {"messages": [{"role", "content"}, ...]} (the last assistant turn is the target)
+- raft: {"question", "answer", "oracle", "distractors", "random_distractors"?} (train.raft)
 - rag: {"question", "context": str | [str], "answer"} (the generator learns to use context)
 """
 
@@ -19,6 +20,7 @@ from ragtune.cluster.tiers import HardwareTier
 from ragtune.core.errors import InputError
 from ragtune.core.prompt import rag_messages, tokenize_example
 from ragtune.train.config import DataConfig
+from ragtune.train.raft import BadRaftRow, raft_context
 
 IGNORE_INDEX = -100
 
@@ -27,8 +29,9 @@ class BadRow(ValueError):
     """A row that cannot become a training example; the message is the reason counted."""
 
 
-def to_messages(row: dict[str, Any], fmt: str, system_prompt: str) -> tuple[list[dict], str]:
-    """(prompt messages, answer) of one row in the given or detected format."""
+def to_messages(row: dict[str, Any], config: DataConfig) -> tuple[list[dict], str]:
+    """(prompt messages, answer) of one row in the configured or detected format."""
+    fmt, system_prompt = config.format, config.system_prompt
     if fmt == "auto":
         fmt = next((f for f, key in FORMAT_KEYS.items() if row.get(key) is not None), "")
         if not fmt:
@@ -37,6 +40,13 @@ def to_messages(row: dict[str, Any], fmt: str, system_prompt: str) -> tuple[list
         instruction, extra = _text(row, "instruction"), row.get("input") or ""
         question = f"{instruction}\n\n{extra}" if str(extra).strip() else instruction
         messages, answer = rag_messages(question, [], system_prompt), _text(row, "output")
+    elif fmt == "raft":
+        question, answer = _text(row, "question"), _text(row, "answer")
+        try:
+            contexts, answer = raft_context(row, question, answer, config.raft)
+        except BadRaftRow as exc:
+            raise BadRow(str(exc)) from None
+        messages = rag_messages(question, contexts, system_prompt)
     elif fmt == "rag":
         context = row.get("context") or []
         contexts = [context] if isinstance(context, str) else context
@@ -59,7 +69,7 @@ def to_messages(row: dict[str, Any], fmt: str, system_prompt: str) -> tuple[list
     return messages, answer
 
 
-FORMAT_KEYS = {"instruction": "instruction", "chat": "messages", "rag": "question"}
+FORMAT_KEYS = {"instruction": "instruction", "chat": "messages", "raft": "oracle", "rag": "question"}
 
 
 def _text(row: dict[str, Any], key: str) -> str:
@@ -97,7 +107,7 @@ class Tokenize:
         for i in range(len(batch[keys[0]])):
             row = {key: _plain(batch[key][i]) for key in keys}
             try:
-                messages, answer = to_messages(row, self.config.format, self.config.system_prompt)
+                messages, answer = to_messages(row, self.config)
                 ids, labels = tokenize_example(self.tokenizer, messages, answer)
                 if len(ids) > self.config.max_length:
                     raise BadRow(f"longer than max_length {self.config.max_length}")
@@ -172,6 +182,10 @@ def prepare_data(config: DataConfig, tokenizer_path: str, seed: int, tier: Hardw
     train = tokenised(config.train_files)
     if config.validation_files:
         validation = tokenised(config.validation_files)
+        if validation.count() == 0:
+            raise InputError(
+                f"no usable validation rows in {config.validation_files}: {dict(counts)}", "fix the data"
+            )
     else:
         train, validation = train.train_test_split(
             test_size=config.validation_fraction, shuffle=True, seed=seed

@@ -56,8 +56,9 @@ class TrainResult:
         )
 
 
-def run_train_job(config: TrainJobConfig, resume: bool = False) -> TrainResult:
-    """Fine-tune per `config`; with `resume`, continue the run in its output dir."""
+def run_train_job(config: TrainJobConfig, resume: bool = False, callbacks: list | None = None) -> TrainResult:
+    """Fine-tune per `config`; with `resume`, continue the run in its output dir. `callbacks` are
+    Ray Train callbacks (a sweep's forwards each report to Ray Tune)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -94,6 +95,7 @@ def run_train_job(config: TrainJobConfig, resume: bool = False) -> TrainResult:
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=config.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks or [],
         ),
         datasets={"train": data.train, "validation": data.validation},
     )

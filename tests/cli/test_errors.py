@@ -42,7 +42,7 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "serve.yaml",
         f"kind: serve\nretriever: {{index_dir: {gone}}}\ngenerator: {{base_model: {docs}}}\n",
     )
-    demo = write(tmp, "demo.yaml", f"kind: demo\nbenchmark_dir: {gone}\nbase_model: {docs}\n")
+    demo = write(tmp, "demo.yaml", f"kind: demo\ndocuments: [{gone}.jsonl]\nbase_model: {docs}\n")
     retrieval_eval = write(tmp, "r.yaml", f"kind: retrieval-eval\nindex_dir: {gone}\nqueries: {gone}.jsonl\n")
     answer_eval = write(
         tmp,

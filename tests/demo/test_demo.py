@@ -1,16 +1,18 @@
-"""The main job end to end on a reduced scale, and its config edges."""
+"""The main job end to end on a reduced scale, on documents and questions of its own (Markdown
+files, not the Python docs), and its config edges."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
+from ragtune.cli.common import load_job_config
 from ragtune.core.artifacts import IndexManifest
 from ragtune.core.config import validate_data
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.demo.config import DemoConfig
+from ragtune.demo.pipeline import STAGE_CONFIGS
 from tests.helpers import COUNTRIES, tiny_model, write_jsonl
 
 PORT = 8125
@@ -19,11 +21,14 @@ PORT = 8125
 def demo_settings(root, model) -> dict:
     return {
         "work_dir": str(root / "work"),
-        "benchmark_dir": str(root / "bench"),
+        "documents": [str(root / "docs")],
+        "questions": str(root / "qa.jsonl"),
         "base_model": str(model),
-        "knowledge_base": ["countries/"],
         "held_out": 3,
+        "validation": 2,
         "context_k": 2,
+        "raft_rows": {"hard": 2, "random": 1},
+        "raft_eval_k": [1],
         "index": {"chunking": {"max_tokens": 64, "overlap_tokens": 0}},
         "train": {
             "lora": {"r": 4, "alpha": 8},
@@ -44,21 +49,22 @@ def demo_settings(root, model) -> dict:
 
 
 def write_benchmark(root) -> None:
-    bench = root / "bench"
-    bench.mkdir()
-    corpus = [
-        {"id": f"countries/{c.lower()}#0", "title": c, "text": f"The capital of {c} is {cap}."}
-        for c, cap in COUNTRIES
-    ]
-    corpus.append({"id": "other/tea#0", "title": "Tea", "text": "Steep green tea for two minutes."})
-    write_jsonl(bench / "corpus.jsonl", corpus)
+    """A folder of Markdown pages, one per country and one off-topic, and questions naming the
+    page that answers them by file name."""
+    docs = root / "docs"
+    docs.mkdir()
+    for country, capital in COUNTRIES:
+        (docs / f"{country.lower()}.md").write_text(
+            f"# {country}\n\nThe capital of {country} is {capital}.\n"
+        )
+    (docs / "tea.md").write_text("# Tea\n\nSteep green tea for two minutes.\n")
     write_jsonl(
-        bench / "faq.jsonl",
+        root / "qa.jsonl",
         [
             {
-                "id": f"countries/{c.lower()}#0",
                 "question": f"What is the capital of {c}?",
                 "answer": f"The capital of {c} is {cap}.",
+                "sources": [f"{c.lower()}.md"],
             }
             for c, cap in COUNTRIES
         ],
@@ -77,41 +83,59 @@ def test_reduced_demo_runs_every_stage(ray_cluster, tmp_path):
     result = run_demo(config)
 
     work = tmp_path / "work"
-    kb = [json.loads(line) for line in (work / "knowledge_base.jsonl").read_text().splitlines()]
-    assert len(kb) == len(COUNTRIES) and all(row["id"].startswith("countries/") for row in kb)
-    held = [json.loads(line)["id"] for line in (work / "held_out.jsonl").read_text().splitlines()]
+    held = [json.loads(line)["question"] for line in (work / "held_out.jsonl").read_text().splitlines()]
+    validation = [
+        json.loads(line)["question"] for line in (work / "validation.jsonl").read_text().splitlines()
+    ]
     trained = [json.loads(line) for line in (work / "train.jsonl").read_text().splitlines()]
-    assert len(held) == 3 and len(trained) == len(COUNTRIES) - 3
-    assert not {f"What is the capital of {i.split('/')[1].split('#')[0]}?" for i in held} & {
-        row["question"].lower() for row in trained
+    raft = [json.loads(line) for line in (work / "train_raft.jsonl").read_text().splitlines()]
+    assert (len(held), len(validation), len(trained), len(raft)) == (
+        3,
+        2,
+        len(COUNTRIES) - 5,
+        len(COUNTRIES) - 5,
+    )
+    assert not set(held) & set(validation) and not (set(held) | set(validation)) & {
+        r["question"] for r in trained
     }
     assert all(len(row["context"]) == 2 and row["answer"] for row in trained)
-    assert IndexManifest.read(work / "index").num_chunks == len(COUNTRIES)
-    assert (work / "train" / "model" / "adapter_config.json").is_file()
+    for row in raft:  # the oracle is the country's own page; distractors are other pages
+        country = row["question"].removeprefix("What is the capital of ").rstrip("?")
+        assert country in row["oracle"] and not any(country in d for d in row["distractors"])
+        assert len(row["distractors"]) == 2 and len(row["random_distractors"]) == 1
+    assert IndexManifest.read(work / "index").num_chunks == len(COUNTRIES) + 1
+    for adapter in ("train", "train-raft"):
+        assert (work / adapter / "model" / "adapter_config.json").is_file()
+    written = {name: load_job_config(work / f"{name}.yaml", None) for name in STAGE_CONFIGS}
+    assert written["serve"] == config.serve_job() and written["train-raft"] == config.raft_job()
+    assert written["serve"].generator.adapters == {
+        "fine-tuned": work / "train" / "model",
+        "raft": work / "train-raft" / "model",
+    }
 
-    table = (work / "report" / "answers.md").read_text().splitlines()
-    assert [row.split("|")[1].strip() for row in table[2:]] == [
-        "base",
-        "RAG",
-        "fine-tuned",
-        "fine-tuned + RAG",
-    ]
+    systems = ["base", "RAG", "fine-tuned", "fine-tuned + RAG", "RAFT + RAG", "RAFT + RAG (k=1)"]
+    table = (work / "report" / "answers.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines()[4:10]] == systems
+    assert "RAFT + RAG − fine-tuned + RAG" in table
     report = json.loads((work / "report" / "answers.json").read_text())
-    assert len(report["systems"]) == 4
+    assert [s["system"] for s in report["systems"]] == systems
     for system in report["systems"]:
-        assert all(
-            math.isfinite(system[key]) for key in ("f1", "rouge_l", "latency_p50_s", "cost_per_1k_usd")
-        )
-        assert len(system["answers"]) == 3
-        assert (system["recall_at_k"] is not None) == system["retrieval"]
+        f1 = system["f1"]
+        assert f1["low"] <= f1["mean"] <= f1["high"] and len(system["answers"]) == 3
+        assert (system["recall_at_k"] is not None) == (system["k"] is not None)
+        assert system["k"] is not None or system["grounded"] is None  # no passages: nothing to ground
+    assert [len(a["sources"]) for s in report["systems"][4:] for a in s["answers"]] == [2] * 3 + [1] * 3
+    assert len(report["comparisons"]) == 4
     assert (work / "report" / "answers.png").read_bytes()[:4] == b"\x89PNG"
-    assert [s.system for s in result.answers.systems] == ["base", "RAG", "fine-tuned", "fine-tuned + RAG"]
+    assert [s.system for s in result.answers.systems] == systems
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("ragtune-demo")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert {"answer-eval"} <= set(runs) and len(runs) == 2  # the training run and the evaluation
-    assert "fine_tuned_rag.f1" in runs["answer-eval"].data.metrics
+    assert set(runs) == {"train", "train-raft", "answer-eval"}  # two training runs and the evaluation
+    assert all(runs[name].data.metrics["val_loss"] > 0 for name in ("train", "train-raft"))
+    metrics = runs["answer-eval"].data.metrics
+    assert "raft_rag_k_1.f1" in metrics and "raft_rag_vs_fine_tuned_rag.f1_diff_low" in metrics
 
 
 def test_demo_config_rejects_typos_and_fields_it_owns(tmp_path):
@@ -130,7 +154,7 @@ def test_demo_names_the_command_that_makes_a_missing_input(tmp_path):
     from ragtune.demo.pipeline import check_inputs
 
     config = DemoConfig.model_validate(demo_settings(tmp_path, tmp_path / "no-model"))
-    with pytest.raises(InputError, match="ragtune data python-docs"):
+    with pytest.raises(InputError, match="point documents and questions at your files"):
         check_inputs(config)
     write_benchmark(tmp_path)
     with pytest.raises(InputError, match="ragtune model import"):
