@@ -158,7 +158,8 @@ def run_sweep(config: SweepConfig, progress=print) -> SweepResult:
         {"train": str(config.train), "num_samples": config.num_samples, "scheduler": config.scheduler.type}
         | {f"space.{k}": v.model_dump(exclude_none=True) for k, v in config.space.items()}
     )
-    base = trial_data(config.base_data(), {}, out, tags={PARENT_TAG: parent.run_id or ""})
+    train_data = config.base_data()
+    base = trial_data(train_data, {}, out, tags={PARENT_TAG: parent.run_id or ""})
     base["tracking"] = {**base.get("tracking", {}), "tracking_uri": uri, "experiment": tracking.experiment}
     # Trials run where the sweep runs: the train config's relative paths mean the same there.
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
@@ -197,7 +198,7 @@ def run_sweep(config: SweepConfig, progress=print) -> SweepResult:
     finished = [t for t in scored if t.status == "finished"]  # a stopped trial's loss is from earlier
     best = min(finished or scored, key=lambda t: t.val_loss)
     best_config = out / "best.yaml"
-    _write_best(config, best, best_config)
+    _write_best(config, train_data, best, best_config)
     write_json_atomic(
         out / "sweep.json",
         {
@@ -216,11 +217,10 @@ def run_sweep(config: SweepConfig, progress=print) -> SweepResult:
     return result
 
 
-def _write_best(config: SweepConfig, best: Trial, path: Path) -> None:
+def _write_best(config: SweepConfig, base: dict[str, Any], best: Trial, path: Path) -> None:
     """The train config with the best trial's values (its own output_dir and tracking kept)."""
     import yaml
 
-    base = config.base_data()
     data = trial_data(base, best.params, Path(base["output_dir"]))
     header = (
         f"# ragtune sweep {config.output_dir}: the best of {config.num_samples} trials "
