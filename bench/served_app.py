@@ -9,7 +9,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT))  # for tests.helpers; an installed ragtune comes first
 
-THREADS = 2  # the retriever's torch threads, as in-process (torch's default on this 2-core machine)
 QUESTIONS = [
     "How do I read a file line by line?",
     "What is a list comprehension?",
@@ -33,9 +32,18 @@ def corpus(root: Path) -> Path:
     return docs
 
 
-def deploy_bench_app(tmp: Path, port: int, access_log: bool = True, replicas: int = 1):
+def deploy_bench_app(
+    tmp: Path,
+    port: int,
+    access_log: bool = True,
+    replicas: int = 1,
+    rerank: dict | None = None,
+    threads: int | None = None,
+):
     """Start Ray, index the corpus, deploy the app (`replicas`: the fewest of the retriever and of
-    the generator); its config and URL."""
+    the generator; `rerank`: the retriever's rerank section; `threads`: each replica's torch
+    threads, by default the resource policy's: one for these fractional-CPU replicas); its config
+    and URL."""
     import ray
 
     from ragtune.retrieval.config import IndexJobConfig
@@ -58,7 +66,8 @@ def deploy_bench_app(tmp: Path, port: int, access_log: bool = True, replicas: in
             "retriever": {
                 "index_dir": str(tmp / "index"),
                 "k": 3,
-                "torch_threads": THREADS,
+                "rerank": rerank,
+                "torch_threads": threads,
                 "scaling": {
                     "min_replicas": replicas,
                     "max_replicas": max(2, replicas),
@@ -70,6 +79,7 @@ def deploy_bench_app(tmp: Path, port: int, access_log: bool = True, replicas: in
             "generator": {
                 "base_model": str(tiny_model(tmp)),
                 "max_new_tokens": 16,
+                "torch_threads": threads,
                 "scaling": {
                     "min_replicas": replicas,
                     "max_replicas": replicas,

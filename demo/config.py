@@ -15,7 +15,7 @@ from ragtune.cluster.tiers import TierName
 from ragtune.core.config import StrictModel, validate_data
 from ragtune.core.errors import ConfigError
 from ragtune.eval.answers import AnswerEvalConfig
-from ragtune.retrieval.config import IndexJobConfig
+from ragtune.retrieval.config import IndexJobConfig, RerankConfig
 from ragtune.serve.config import ServeJobConfig
 from ragtune.train.config import TrainJobConfig
 
@@ -62,6 +62,11 @@ class DemoConfig(StrictModel):
     raft_eval_k: list[int] = Field(
         default_factory=lambda: [1, 5], description="More test-time k at which RAFT + RAG answers."
     )
+    rerank: RerankConfig | None = Field(
+        None,
+        description="A reranker to try: kept for training rows and serving only if it puts more "
+        "validation questions' sources in the top context_k than the first stage alone.",
+    )
     index: dict[str, Any] = Field(default_factory=dict, description="More fields of the index job.")
     train: dict[str, Any] = Field(default_factory=dict, description="More fields of the train jobs.")
     raft: dict[str, Any] = Field(
@@ -75,6 +80,8 @@ class DemoConfig(StrictModel):
 
     @model_validator(mode="after")
     def _stage_configs_valid(self) -> DemoConfig:
+        if self.rerank is not None and "rerank" in _section(self.serve, "retriever", "serve"):
+            raise ValueError("rerank is set both at the top and in serve.retriever; keep one")
         if self.knowledge_base and not all(doc.endswith(".jsonl") for doc in self.documents):
             raise ValueError(
                 "knowledge_base filters JSONL documents by id; every document must be a .jsonl file"
@@ -144,6 +151,7 @@ class DemoConfig(StrictModel):
                 **_section(self.serve, "retriever", "serve"),
                 "index_dir": str(self.path("index")),
                 "k": self.context_k,
+                **({"rerank": self.rerank.model_dump(mode="json")} if self.rerank else {}),
             },
             "generator": {
                 **_section(self.serve, "generator", "serve"),

@@ -1,9 +1,10 @@
 """`ragtune demo`: the whole product on one machine, top to bottom.
 
-data (train / validation / held-out) → index the documents → RAG and RAFT training rows from
-retrieved context → two LoRA fine-tunes (RAG rows, RAFT rows) → deploy the Serve graph with both
-adapters (and write its serve config) → the systems answer held-out questions over HTTP →
-report → shut Serve down. Each stage prints one result line.
+data (train / validation / held-out) → index the documents → keep the configured reranker only
+if it helps on the validation questions → RAG and RAFT training rows from retrieved context →
+two LoRA fine-tunes (RAG rows, RAFT rows) → deploy the Serve graph with both adapters (and write
+its serve config) → the systems answer held-out questions over HTTP → report → shut Serve down.
+Each stage prints one result line.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ STAGE_CONFIGS = ("index", "train", "train-raft", "serve", "answers")  # written 
 
 @dataclass
 class DemoResult:
-    """The comparison and how long the whole demo took."""
+    """The comparison, how long the whole demo took, and the config it ran (its reranker kept
+    or dropped on the validation questions)."""
 
     answers: AnswerEvalResult
     seconds: float
+    config: DemoConfig
 
 
 @contextmanager
@@ -129,13 +132,31 @@ def _recall(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def choose_rerank(config: DemoConfig, index_dir: Path, validation: list[dict]) -> tuple[DemoConfig, str]:
+    """`config` keeping its reranker only if it finds the source of more validation questions in
+    the top `context_k` than the first stage alone (never judged on held-out questions); the
+    stage's result line."""
+    from ragtune.retrieval.qa_rows import source_recall
+    from ragtune.retrieval.search import Retriever
+
+    questions, k = [pair["question"] for pair in validation], config.context_k
+    plain = source_recall(validation, Retriever(index_dir).search_batch(questions, k))
+    reranking = Retriever(index_dir, rerank=config.rerank)
+    reranked = source_recall(validation, reranking.search_batch(questions, k))
+    kept = plain is not None and reranked is not None and reranked > plain
+    line = f"validation source in top-{k}: {_recall(plain)} first stage, {_recall(reranked)} reranked; " + (
+        "reranking" if kept else "not reranking"
+    )
+    return (config if kept else config.model_copy(update={"rerank": None})), line
+
+
 def training_rows(config: DemoConfig, index_dir: Path, split: Split) -> str:
     """RAG rows (training and validation questions with their top-k chunks) and RAFT rows (each
     training question's oracle chunk and distractors); the stage's result line."""
     from ragtune.retrieval.qa_rows import raft_rows, rag_rows
     from ragtune.retrieval.search import Retriever
 
-    retriever = Retriever(index_dir)
+    retriever = Retriever(index_dir, rerank=config.rerank)
     k = config.context_k
     rows, train_recall = rag_rows(retriever, split.train, k)
     write_jsonl_atomic(config.path("train.jsonl"), rows)
@@ -190,6 +211,11 @@ def run_demo(config: DemoConfig) -> DemoResult:
         index_job = config.index_job()
         indexed = run_index_job(index_job, update=IndexManifest.find(index_job.output_dir) is not None)
         line.append(f"{indexed.num_chunks} chunks in {index_job.output_dir}")
+    if config.rerank is not None:
+        with stage("rerank") as line:
+            config, decision = choose_rerank(config, index_job.output_dir, split.validation)
+            write_job_configs(config)
+            line.append(decision)
     with stage("training data") as line:
         line.append(training_rows(config, index_job.output_dir, split))
     with stage("fine-tune") as line:
@@ -206,7 +232,7 @@ def run_demo(config: DemoConfig) -> DemoResult:
             line.append(f"report in {answers.report_dir}")
     finally:
         serve.shutdown()
-    return DemoResult(answers, time.perf_counter() - started)
+    return DemoResult(answers, time.perf_counter() - started, config)
 
 
 def write_job_configs(config: DemoConfig) -> None:

@@ -65,7 +65,8 @@ class SlotStream(StreamingResponse):
     cut off by the client."""
 
     def __init__(self, stream: StreamingResponse, release: Callable[[], None]):
-        super().__init__(stream.body_iterator, stream.status_code, media_type=stream.media_type)
+        headers = dict(stream.headers)  # Server-Timing and the content type
+        super().__init__(stream.body_iterator, stream.status_code, headers, stream.media_type)
         self._release = release
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

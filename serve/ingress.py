@@ -34,6 +34,7 @@ from ragtune.serve.api import (
 from ragtune.serve.config import ServeJobConfig
 from ragtune.serve.generator import GenerationParams, UnknownModel
 from ragtune.serve.query import QueryPlan, normalise, plan_query
+from ragtune.serve.timing import Spans, since_ms
 
 # No /docs, /redoc or /openapi.json: they would answer without the API key.
 api = FastAPI(title="ragtune", docs_url=None, redoc_url=None, openapi_url=None)
@@ -111,7 +112,9 @@ class Ingress:
         }
 
     async def _retrieve(self, request: Request):
-        parsed = await self._parse(request, RetrieveRequest)
+        spans = Spans()
+        with spans.span("read"):
+            parsed = await self._parse(request, RetrieveRequest)
         if isinstance(parsed, JSONResponse):
             return parsed
         k = parsed.k or self.config.retriever.k
@@ -119,14 +122,16 @@ class Ingress:
             return bad
         mode = parsed.mode or self.config.retriever.mode
         try:
-            hits = await self._search(parsed.query, k, mode)
+            hits = await self._search(parsed.query, k, mode, spans)
         except Exception as exc:
             return self._upstream_failed("retrieval", exc)
-        return {"object": "list", "data": hits}
+        return JSONResponse({"object": "list", "data": hits}, headers=spans.header())
 
     async def _chat(self, request: Request):
+        spans = Spans()
         deadline = asyncio.get_running_loop().time() + self.config.request_timeout_s  # for a stream
-        parsed = await self._parse(request, ChatRequest)
+        with spans.span("read"):
+            parsed = await self._parse(request, ChatRequest)
         if isinstance(parsed, JSONResponse):
             return parsed
         k = parsed.k or self.config.retriever.k
@@ -154,17 +159,15 @@ class Ingress:
             )
         mode = parsed.retrieval_mode or self.config.retriever.mode
         try:
-            plan = await self._plan(conversation, parsed.retrieval)
+            with spans.span("plan"):
+                plan = await self._plan(conversation, parsed.retrieval)
         except Exception as exc:
             return self._upstream_failed("query planning", exc)
         try:
-            hits = await self._search(plan.query, k, mode) if plan.retrieval else []
+            hits = await self._search(plan.query, k, mode, spans) if plan.retrieval else []
         except Exception as exc:
             return self._upstream_failed("retrieval", exc)
-        try:
-            prompt = await self.generator.prompt.remote(conversation, [h["text"] for h in hits])
-        except Exception as exc:
-            return self._upstream_failed("generation", exc)
+        contexts = [h["text"] for h in hits]
         params = GenerationParams(
             max_tokens=parsed.max_completion_tokens
             or parsed.max_tokens
@@ -176,15 +179,17 @@ class Ingress:
         sources = [self._source(hit) for hit in hits]
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         if parsed.stream:
-            return StreamingResponse(
-                self._stream(completion_id, model, prompt, params, sources, plan, deadline),
-                media_type="text/event-stream",
+            return await self._start_stream(
+                completion_id, model, (conversation, contexts, params), sources, plan, deadline, spans
             )
+        started = time.perf_counter()
         try:
-            result = await self.generator.complete.remote(model, prompt, params)
+            result = await self.generator.complete.remote(model, conversation, contexts, params)
         except Exception as exc:  # the replica stays up; the client learns what failed
             return self._upstream_failed("generation", exc)
-        return {
+        spans.add("generate", since_ms(started))
+        spans.merge("generate", result["timing"])
+        body = {
             "id": completion_id,
             "object": "chat.completion",
             "created": int(time.time()),
@@ -200,17 +205,23 @@ class Ingress:
             "sources": sources,
             "query": plan.to_dict(),
         }
+        return JSONResponse(body, headers=spans.header())
 
-    async def _search(self, query: str, k: int, mode: str) -> list[dict]:
-        """The retriever's hits. A search has no side effects, so a call that a dying replica
-        dropped is sent again (Serve routes it to a live or replacement replica)."""
-        for attempt in range(1, RETRIEVAL_ATTEMPTS):
-            try:
-                return await self.retriever.search.remote(query, k, mode)
-            except RayActorError as exc:  # died or unreachable mid-call
-                logger.warning("retrieval attempt %d lost its replica (%r); retrying", attempt, exc)
-                await asyncio.sleep(0.1 * attempt)
-        return await self.retriever.search.remote(query, k, mode)
+    async def _search(self, query: str, k: int, mode: str, spans: Spans) -> list[dict]:
+        """The retriever's hits, timed into `spans`. A search has no side effects, so a call that
+        a dying replica dropped is sent again (Serve routes it to a live or replacement replica)."""
+        with spans.span("retrieve"):
+            for attempt in range(1, RETRIEVAL_ATTEMPTS):
+                try:
+                    found = await self.retriever.search.remote(query, k, mode)
+                    break
+                except RayActorError as exc:  # died or unreachable mid-call
+                    logger.warning("retrieval attempt %d lost its replica (%r); retrying", attempt, exc)
+                    await asyncio.sleep(0.1 * attempt)
+            else:
+                found = await self.retriever.search.remote(query, k, mode)
+        spans.merge("retrieve", found["timing"])
+        return found["hits"]
 
     async def _plan(self, conversation: list[dict], choice: str) -> QueryPlan:
         """Intent and search text for this request; logged so an answer's sources can be explained."""
@@ -222,18 +233,49 @@ class Ingress:
         logger.info("query plan: %s", json.dumps(plan.to_dict()))
         return plan
 
+    async def _start_stream(
+        self,
+        completion_id: str,
+        model: str,
+        request: tuple[list[dict], list[str], GenerationParams],
+        sources: list[dict],
+        plan: QueryPlan,
+        deadline: float,
+        spans: Spans,
+    ):
+        """Start decoding and wait for the first piece before answering, so a request the
+        generator refuses gets its status code (4xx/503) rather than an error event; then the
+        event stream, with `generate` (time to the first piece) in Server-Timing."""
+        started = time.perf_counter()
+        pieces = self.generator.options(stream=True).stream.remote(model, *request)
+        try:
+            first = await anext(pieces, None)
+        except Exception as exc:
+            pieces.cancel()
+            return self._upstream_failed("generation", exc)
+        except BaseException:  # the deadline or the client cancelled the handler: stop decoding
+            pieces.cancel()
+            raise
+        spans.add("generate", since_ms(started))
+        return StreamingResponse(
+            self._stream(completion_id, model, first, pieces, sources, plan, deadline),
+            media_type="text/event-stream",
+            headers=spans.header(),
+        )
+
     async def _stream(
         self,
         completion_id: str,
         model: str,
-        prompt: str,
-        params: GenerationParams,
+        first: dict | None,
+        pieces,
         sources: list[dict],
         plan: QueryPlan,
         deadline: float,
     ):
-        """Server-sent events in OpenAI's chunk format; sources and the query plan ride on the
-        first chunk. An error (a failed replica, the deadline) is one `{"error": ...}` event."""
+        """Server-sent events in OpenAI's chunk format, from the first piece on; sources and the
+        query plan ride on the first chunk. An error (a failed replica, the deadline) is one
+        `{"error": ...}` event."""
 
         def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
             body = {
@@ -247,17 +289,15 @@ class Ingress:
             return f"data: {json.dumps(body)}\n\n"
 
         yield chunk({"role": "assistant", "content": ""}, sources=sources, query=plan.to_dict())
-        pieces = self.generator.options(stream=True).stream.remote(model, prompt, params)
+        piece = first
         try:
-            while True:
-                async with asyncio.timeout_at(deadline):
-                    piece = await anext(pieces, None)
-                if piece is None:
-                    break
+            while piece is not None:
                 if piece["text"]:
                     yield chunk({"content": piece["text"]})
                 if "finish_reason" in piece:
                     yield chunk({}, piece["finish_reason"], usage=piece["usage"])
+                async with asyncio.timeout_at(deadline):
+                    piece = await anext(pieces, None)
         except TimeoutError:
             yield f"data: {timeout_response(self.config.request_timeout_s).body.decode()}\n\n"
         except Exception as exc:

@@ -5,7 +5,8 @@ policy before loading its model."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -16,6 +17,7 @@ from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.search import Retriever
 from ragtune.serve.config import GeneratorDeploymentConfig
 from ragtune.serve.generator import GenerationParams, GeneratorModel, condense_params
+from ragtune.serve.timing import since_ms
 
 
 @serve.deployment
@@ -34,17 +36,17 @@ class RetrieverDeployment:
         sources = self.retriever.loaded.chunks.column("source").unique().to_pylist()
         self.shown = SourcePaths(sources, relative=not server_paths)
 
-    async def search(self, query: str, k: int, mode: str) -> list[dict[str, Any]]:
-        result = await self._batched(query, k, mode)
-        if isinstance(result, Exception):  # Serve's batcher hands back values, so raise here
-            raise result
-        return result
+    async def search(self, query: str, k: int, mode: str) -> dict[str, Any]:
+        """{"hits": the top k, "timing": {"queue", "search"} ms in this replica}."""
+        hits, timing = await clocked_call(self._batched, "search", query, k, mode)
+        return {"hits": hits, "timing": timing}
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0)
     async def _batched(self, queries: list[str], ks: list[int], modes: list[str]) -> list[Any]:
         """One query-encoder pass per (mode) group, at the deepest k asked in it. No waiting: a
         lone request runs at once, and requests arriving while a batch runs form the next one. A
         group that fails is searched query by query, so only a bad query gets its exception."""
+        began = time.perf_counter()
         results: list[Any] = [[] for _ in queries]
         for mode in set(modes):
             members = [i for i, m in enumerate(modes) if m == mode]
@@ -58,7 +60,7 @@ class RetrieverDeployment:
                     results[i] = hits
                 else:
                     results[i] = [self.shown.hit(asdict(hit)) for hit in hits[: ks[i]]]
-        return results
+        return clock_batch(results, began)
 
 
 @serve.deployment
@@ -71,23 +73,24 @@ class Generator:
         self._complete_batched.set_max_batch_size(self.model.config.batch_size)
         self._complete_batched.set_batch_wait_timeout_s(self.model.config.batch_wait_s)
 
-    def prompt(self, conversation: list[dict], contexts: list[str]) -> str:
-        return self.model.prompt(conversation, contexts)
-
     async def condense(self, conversation: list[dict], max_tokens: int = 48) -> str:
         """Standalone search question for the conversation's last message (base model, greedy)."""
-        result = await self.complete(
-            self.model.config.model_name,
-            self.model.condense_prompt(conversation),
-            condense_params(max_tokens),
-        )
+        base, prompt = self.model.config.model_name, self.model.condense_prompt(conversation)
+        params = condense_params(max_tokens)
+        result, _ = await clocked_call(self._complete_batched, "decode", base, prompt, params)
         return result["text"].strip()
 
-    async def complete(self, model: str, prompt: str, params: GenerationParams) -> dict[str, Any]:
-        result = await self._complete_batched(model, prompt, params)
-        if isinstance(result, Exception):  # Serve's batcher hands back values, so raise here
-            raise result
-        return result
+    async def complete(
+        self, model: str, conversation: list[dict], contexts: list[str], params: GenerationParams
+    ) -> dict[str, Any]:
+        """The answer to `conversation` given the retrieved `contexts` (prompt built here, in
+        the replica, so a request costs one call): text, finish reason, usage and "timing"
+        {"prompt", "queue", "decode"} ms."""
+        started = time.perf_counter()
+        prompt = self.model.prompt(conversation, contexts)
+        built = since_ms(started)
+        result, timing = await clocked_call(self._complete_batched, "decode", model, prompt, params)
+        return {**result, "timing": {"prompt": built, **timing}}
 
     @serve.batch  # batch size and wait come from the config, set in __init__
     async def _complete_batched(
@@ -97,6 +100,7 @@ class Generator:
         it fails, each request decodes alone, so only a failing one gets its exception."""
         import asyncio
 
+        began = time.perf_counter()
         results: list[Any] = [None] * len(prompts)
         for key in dict.fromkeys(zip(models, params)):
             members = [i for i, pair in enumerate(zip(models, params)) if pair == key]
@@ -106,10 +110,12 @@ class Generator:
             )
             for i, output in zip(members, outputs):
                 results[i] = output
-        return results
+        return clock_batch(results, began)
 
-    def stream(self, model: str, prompt: str, params: GenerationParams) -> Iterator[dict]:
-        yield from self.model.stream(model, prompt, params)
+    def stream(
+        self, model: str, conversation: list[dict], contexts: list[str], params: GenerationParams
+    ) -> Iterator[dict]:
+        yield from self.model.stream(model, self.model.prompt(conversation, contexts), params)
 
 
 class SourcePaths:
@@ -133,6 +139,25 @@ class SourcePaths:
         if doc_id == source or doc_id.startswith(source + ":"):  # ids that are the file's path
             doc_id = shown + doc_id[len(source) :]
         return {**hit, "source": shown, "doc_id": doc_id}
+
+
+def clock_batch(results: list[Any], began: float) -> list[tuple[Any, float, float]]:
+    """A `@serve.batch` method's results, each with when the batch began and ended."""
+    ended = time.perf_counter()
+    return [(result, began, ended) for result in results]
+
+
+async def clocked_call(
+    batched: Callable[..., Awaitable[tuple[Any, float, float]]], run: str, *args: Any
+) -> tuple[Any, dict[str, float]]:
+    """Call a `@serve.batch` method that returns `clock_batch` items: its result (raised when it
+    is an exception: Serve's batcher hands back values) and {"queue": ms waiting for the batch
+    to begin, run: ms the batch ran}."""
+    arrived = time.perf_counter()
+    result, began, ended = await batched(*args)
+    if isinstance(result, Exception):
+        raise result
+    return result, {"queue": (began - arrived) * 1000, run: (ended - began) * 1000}
 
 
 def each_alone(run: Callable[[list], list], items: list) -> list:

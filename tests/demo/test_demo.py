@@ -13,7 +13,7 @@ from ragtune.core.config import validate_data
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.demo.config import DemoConfig
 from ragtune.demo.pipeline import STAGE_CONFIGS
-from tests.helpers import COUNTRIES, tiny_model, write_jsonl
+from tests.helpers import COUNTRIES, cross_encoder, tiny_model, write_jsonl
 
 PORT = 8125
 
@@ -79,7 +79,10 @@ def test_reduced_demo_runs_every_stage(ray_cluster, tmp_path):
 
     serve.shutdown()  # a Serve left by another module listens on its own port; the demo starts its own
     write_benchmark(tmp_path)
-    config = DemoConfig.model_validate(demo_settings(tmp_path, tiny_model(tmp_path)))
+    settings = demo_settings(tmp_path, tiny_model(tmp_path))
+    rerank = {"model": str(cross_encoder(tmp_path / "reranker")), "candidates": 4}
+    config = DemoConfig.model_validate({**settings, "rerank": rerank})
+    assert config.serve_job().retriever.rerank == config.rerank  # served when kept
     result = run_demo(config)
 
     work = tmp_path / "work"
@@ -107,7 +110,9 @@ def test_reduced_demo_runs_every_stage(ray_cluster, tmp_path):
     for adapter in ("train", "train-raft"):
         assert (work / adapter / "model" / "adapter_config.json").is_file()
     written = {name: load_job_config(work / f"{name}.yaml", None) for name in STAGE_CONFIGS}
-    assert written["serve"] == config.serve_job() and written["train-raft"] == config.raft_job()
+    # Every validation source is already first-ranked by the first stage: the reranker is dropped.
+    assert result.config.rerank is None and written["serve"].retriever.rerank is None
+    assert written["serve"] == result.config.serve_job() and written["train-raft"] == config.raft_job()
     assert written["serve"].generator.adapters == {
         "fine-tuned": work / "train" / "model",
         "raft": work / "train-raft" / "model",
@@ -142,6 +147,10 @@ def test_demo_config_rejects_typos_and_fields_it_owns(tmp_path):
     settings = demo_settings(tmp_path, "some/model")
     with pytest.raises(ConfigError, match="max_stepz.*did you mean 'max_steps'"):
         validate_data(DemoConfig, {**settings, "train": {"max_stepz": 3}}, "demo.yaml")
+    rerank = {"model": "some/reranker"}
+    twice = {**settings, "rerank": rerank, "serve": {"retriever": {"rerank": rerank}}}
+    with pytest.raises(ConfigError, match="rerank is set both"):
+        validate_data(DemoConfig, twice, "demo.yaml")
     with pytest.raises(ConfigError, match="output_dir.*set by the demo itself"):
         validate_data(DemoConfig, {**settings, "train": {"output_dir": "x"}}, "demo.yaml")
     quick = DemoConfig.model_validate({**settings, "quick": {"held_out": 1, "train": {"max_steps": 1}}})

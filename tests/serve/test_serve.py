@@ -43,6 +43,27 @@ def test_models_and_retrieve(served):
     assert base_answer.status_code == 200
 
 
+def test_responses_say_where_their_time_went(served):
+    """Server-Timing: the ingress's own steps and each replica's queue and compute time, each
+    inside the round trip that holds it, all inside the total."""
+    from ragtune.serve.timing import parse_header
+
+    slack = 0.05  # each duration is rounded to 0.01 ms
+    retrieved = httpx.post(f"{BASE}/v1/retrieve", json={"query": "pruning roses"}, timeout=60)
+    spans = parse_header(retrieved.headers["server-timing"])
+    assert spans["retrieve.queue"] + spans["retrieve.search"] <= spans["retrieve"] + slack
+    assert spans["read"] + spans["retrieve"] <= spans["total"] + slack
+    body = {"messages": [{"role": "user", "content": "How long should green tea steep?"}], "max_tokens": 4}
+    spans = parse_header(chat(body).headers["server-timing"])
+    replica = spans["generate.prompt"] + spans["generate.queue"] + spans["generate.decode"]
+    assert 0 < spans["generate.decode"] and replica <= spans["generate"] + slack
+    assert sum(spans[name] for name in ("read", "plan", "retrieve", "generate")) <= spans["total"] + slack
+    with httpx.stream("POST", f"{BASE}/v1/chat/completions", json={**body, "stream": True}) as response:
+        spans = parse_header(response.headers["server-timing"])  # up to the first decoded piece
+        assert response.status_code == 200 and 0 < spans["generate"] <= spans["total"]
+        assert response.read().decode().rstrip().endswith("data: [DONE]")
+
+
 def test_concurrent_completions_decode_as_a_batch_with_the_same_answers(served):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -263,9 +284,11 @@ def test_the_retriever_replica_reranks_a_batch_of_queries(served, tmp_path):
     handle = serve.run(replica, name="rerank-test", route_prefix=None)
     try:
         calls = [handle.search.remote("pruning roses", 2, "dense"), handle.search.remote("tea", 1, "bm25")]
-        roses, tea = (call.result(timeout_s=120) for call in calls)
+        found = [call.result(timeout_s=120) for call in calls]
     finally:
         serve.delete("rerank-test")
+    roses, tea = (result["hits"] for result in found)
     assert [len(roses), len(tea)] == [2, 1]
+    assert all(set(result["timing"]) == {"queue", "search"} for result in found)
     assert roses[0]["rerank_score"] >= roses[1]["rerank_score"] and isinstance(roses[0]["score"], float)
     assert tea[0]["rerank_score"] is not None
