@@ -1,12 +1,14 @@
 """Benchmark: the Serve app over HTTP vs the same pipeline called in-process.
 
     .venv/bin/python bench/serve.py [--requests 120] [--no-access-log] [--trace] [--replica-threads N]
+                                    [--serve-defaults]
                                     [--rerank [--rerank-model FOLDER] [--rerank-length 256]]
 
 Builds a small index (Python-docs corpus if `make python-docs` ran, else generated text) and a
 tiny generator, deploys the app on an embedded Ray, and drives `/v1/retrieve` and
-`/v1/chat/completions` at concurrency 1, 4 and 16. The in-process baseline calls `Retriever`
-and `GeneratorModel` directly from the same number of threads, on torch's default threads (every
+`/v1/chat/completions` at concurrency 1, 4 and 16, in rounds that alternate with the in-process
+baseline (the machine's speed drifts). The baseline calls `Retriever` and `GeneratorModel`
+directly from the same number of threads, on torch's default threads (every
 core); each replica computes on `--replica-threads` (default: the resource policy's one thread
 for a fractional-CPU replica; two per replica make decoding 3x slower here, as the processes'
 OpenMP threads contend for the 2 cores). Prints p50/p99 latency, requests/s, the
@@ -17,6 +19,9 @@ decode tokens/s per stream.
 `--trace` adds where a request's time goes, per hop, at concurrency 1 and 16: the medians of the
 spans the ingress and replicas report in each response's `Server-Timing` header, and the client's
 own latency less the ingress's total (the proxy and the HTTP exchange).
+
+`--serve-defaults` starts Ray without ragtune's Serve fast path (`ragtune.cluster.serve_env`), to
+measure what it saves.
 
 `--rerank` measures `/v1/retrieve` only, with the retriever reranking 30 candidates by a
 cross-encoder (default: the shipped MiniLM with a fresh head, `tune-reranker`'s default model) in
@@ -38,6 +43,7 @@ from served_app import QUESTIONS, deploy_bench_app
 
 PORT = 8130
 MAX_TOKENS = 16
+ROUNDS = 4
 # Per-hop rows of --trace: a name, and how it comes from the Server-Timing spans (+ "client").
 HOPS: list[tuple[str, Callable[[dict[str, float]], float]]] = [
     ("proxy + HTTP (client - ingress total)", lambda s: s["client"] - s["total"]),
@@ -61,7 +67,7 @@ HOPS: list[tuple[str, Callable[[dict[str, float]], float]]] = [
 
 
 def drive(call, concurrency: int, total: int) -> dict:
-    """Latency percentiles (ms) and throughput of `total` calls from `concurrency` threads, and
+    """`total` calls from `concurrency` threads: each latency (ms), the seconds they took, and
     what each call returned (its spans or stream figures, when it returns any)."""
     latencies: list[float] = []
     returned: list = []
@@ -76,14 +82,28 @@ def drive(call, concurrency: int, total: int) -> dict:
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(total)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return {"latencies": latencies, "seconds": time.perf_counter() - started, "returned": returned}
+
+
+def summary(runs: list[dict]) -> dict:
+    """p50/p99 latency (ms) and throughput over `drive` runs taken together."""
+    latencies = sorted(ms for run in runs for ms in run["latencies"])
     return {
         "p50": statistics.median(latencies),
         "p99": latencies[int(0.99 * (len(latencies) - 1))],
-        "rps": total / elapsed,
-        "returned": returned,
+        "rps": len(latencies) / sum(run["seconds"] for run in runs),
+        "returned": [result for run in runs for result in run["returned"]],
     }
+
+
+def compare(local, remote, concurrency: int, total: int) -> tuple[dict, dict]:
+    """The in-process and the HTTP figures of `total` calls each, taken in ROUNDS alternating
+    rounds, so a change in the machine's speed (it is shared) weighs on both alike."""
+    base, served = [], []
+    for _ in range(ROUNDS):
+        base.append(drive(local, concurrency, max(concurrency, total // ROUNDS)))
+        served.append(drive(remote, concurrency, max(concurrency, total // ROUNDS)))
+    return summary(base), summary(served)
 
 
 def stream_figures(pieces, started: float) -> dict[str, float]:
@@ -116,6 +136,9 @@ def main() -> None:
     parser.add_argument("--no-access-log", action="store_true", help="serve with access_log: false")
     parser.add_argument("--trace", action="store_true", help="per-hop breakdown of chat requests")
     parser.add_argument("--replica-threads", type=int, help="torch threads per replica (default: policy)")
+    parser.add_argument(
+        "--serve-defaults", action="store_true", help="Ray Serve's default data path, not ragtune's fast path"
+    )
     parser.add_argument("--rerank", action="store_true", help="retrieve only, reranking 30 candidates")
     parser.add_argument("--rerank-model", help="cross-encoder folder (default: MiniLM, fresh head)")
     parser.add_argument("--rerank-length", type=int, default=256, help="rerank max_length")
@@ -128,7 +151,9 @@ def main() -> None:
         model = args.rerank_model or str(cross_encoder(tmp / "cross-encoder"))
         rerank = {"model": model, "candidates": 30, "max_length": args.rerank_length}
     access_log = not args.no_access_log
-    config, url = deploy_bench_app(tmp, PORT, access_log, rerank=rerank, threads=args.replica_threads)
+    config, url = deploy_bench_app(
+        tmp, PORT, access_log, rerank=rerank, threads=args.replica_threads, fast_path=not args.serve_defaults
+    )
     retriever = Retriever(tmp / "index", rerank=config.retriever.rerank)
     generator = GeneratorModel(config.generator)
     params = GenerationParams(MAX_TOKENS, 0.0, 1.0, ())
@@ -195,15 +220,14 @@ def main() -> None:
     for name, local, remote, total in endpoints[:1] if rerank else endpoints:
         for concurrency in (1, 4, 16):
             drive(remote, concurrency, min(total, 8))  # warm-up
-            base = drive(local, concurrency, total)
-            served = drive(remote, concurrency, total)
+            base, served = compare(local, remote, concurrency, total)
             (streams if name == "stream" else rows).append((name, concurrency, base, served))
             peak = max(peak, replica_states()["RetrieverDeployment"].get("RUNNING", 0))
             settle()
     print_requests(rows, peak)
     if rerank:
         plain = Retriever(tmp / "index")
-        searches = [drive(lambda q: plain.search(q, 3), c, args.requests) for _, c, _, _ in rows]
+        searches = [summary([drive(lambda q: plain.search(q, 3), c, args.requests)]) for _, c, _, _ in rows]
         print_rerank(rows, searches, args.rerank_length)
     else:
         print_streams(streams)

@@ -39,26 +39,32 @@ def deploy_bench_app(
     replicas: int = 1,
     rerank: dict | None = None,
     threads: int | None = None,
+    fast_path: bool = True,
 ):
     """Start Ray, index the corpus, deploy the app (`replicas`: the fewest of the retriever and of
     the generator; `rerank`: the retriever's rerank section; `threads`: each replica's torch
-    threads, by default the resource policy's: one for these fractional-CPU replicas); its config
-    and URL."""
+    threads, by default the resource policy's: one for these fractional-CPU replicas;
+    `fast_path`: Ray started as ragtune starts it, with Serve's fast path, else with Serve's
+    defaults); its config and URL."""
+    from contextlib import nullcontext
+
     import ray
 
+    from ragtune.cluster.serve_env import node_processes_env
     from ragtune.retrieval.config import IndexJobConfig
     from ragtune.retrieval.job import run_index_job
     from ragtune.serve.app import deploy
     from ragtune.serve.config import ServeJobConfig
     from tests.helpers import tiny_model
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        resources={"tier:local": 1000},
-        include_dashboard=False,
-        configure_logging=False,
-    )
+    with node_processes_env() if fast_path else nullcontext():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            resources={"tier:local": 1000},
+            include_dashboard=False,
+            configure_logging=False,
+        )
     run_index_job(IndexJobConfig(documents=[str(corpus(tmp))], output_dir=tmp / "index"))
     config = ServeJobConfig.model_validate(
         {

@@ -1,7 +1,8 @@
 """Render KubeRay manifests from the cluster config and the tiers: a RayCluster with one
 autoscaled worker group per tier, and RayJob / RayService resources that run a ragtune job or
-the Serve app on such a cluster. Every pod runs the ragtune image; token auth is on; the
-dashboard is reachable only inside the cluster (`kubectl port-forward` with the token)."""
+the Serve app on such a cluster. Every pod runs the ragtune image with Serve's fast path on;
+token auth is on; the dashboard is reachable only inside the cluster (`kubectl port-forward`
+with the token)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 
 from ragtune.cluster.cluster_config import ClusterConfig
 from ragtune.cluster.launcher import GPU_ACCELERATORS
+from ragtune.cluster.serve_env import SERVE_FAST_PATH_ENV
 from ragtune.cluster.tiers import TIER_LABEL, TIERS_ENV, HardwareTier, TiersFile, load_tiers, tiers_file
 
 RAY_VERSION = "2.60.0"
@@ -83,6 +85,7 @@ def _pod(
         "name": container,
         "image": config.required_image(tier.gpus),
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
+        "env": [{"name": name, "value": value} for name, value in SERVE_FAST_PATH_ENV.items()],
     }
     spec: dict[str, Any] = {"containers": [main], "nodeSelector": dict(tier.labels)}
     if volume is not None:

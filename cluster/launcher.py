@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.cluster.cluster_config import BASE_IMAGE, GPU_BASE_IMAGE, ClusterConfig, is_url
+from ragtune.cluster.serve_env import SERVE_FAST_PATH_ENV
 from ragtune.cluster.tiers import HardwareTier, TiersFile, load_tiers
 
 GPU_ACCELERATORS = {  # GCP accelerator type names
@@ -21,7 +22,8 @@ GPU_ACCELERATORS = {  # GCP accelerator type names
 }
 NODE_DIR = "~/ragtune"  # on every node: the wheel, the install script and the token
 TOKEN = f"{NODE_DIR}/auth_token"
-RAY_ENV = f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={TOKEN}"
+SERVE_ENV = " ".join(f"{name}={value}" for name, value in SERVE_FAST_PATH_ENV.items())
+RAY_ENV = f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={TOKEN} {SERVE_ENV}"
 START = "ulimit -n 65536; ray start --object-manager-port=8076 --disable-usage-stats"
 
 
@@ -72,7 +74,8 @@ def render_launcher(config: ClusterConfig, tiers: TiersFile | None = None) -> di
         "setup_commands": common_setup,
         "head_setup_commands": _install(wheel, head),
         "worker_setup_commands": _install(wheel, None),
-        # Token auth on every Ray process; the dashboard (Jobs API) on the head's loopback only.
+        # Token auth and Serve's fast path on every Ray process; the dashboard (Jobs API) on the
+        # head's loopback only.
         "head_start_ray_commands": [
             "ray stop",
             f"{RAY_ENV}; {START} --head --port=6379 --dashboard-host=127.0.0.1 "

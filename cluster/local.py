@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ragtune.cluster.serve_env import node_env, node_processes_env
 from ragtune.cluster.tiers import HardwareTier, embedded_tier
 from ragtune.core.atomic import write_json_atomic
 from ragtune.core.errors import ClusterError
@@ -97,6 +98,7 @@ def start_cluster(
     # Jobs submitted to this head run `ragtune ...`: put this environment's scripts on its PATH.
     env = {
         **os.environ,
+        **node_env(),
         **({} if network else LOOPBACK_ENV),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
@@ -170,19 +172,20 @@ def ray_session(address: str | None = None, worker_logs: bool = True) -> Iterato
         _connect(ray, target, worker_logs)
     else:
         local_tier = embedded_tier()
-        ray.init(
-            address="local",  # start one, never attach to a stray cluster
-            num_cpus=int(local_tier.cpus),
-            num_gpus=local_tier.gpus,
-            resources=local_tier.node_resources(),
-            labels=local_tier.node_labels(),
-            # The dashboard serves Ray's State API, which Ray Train's placement-group cleaner
-            # polls; without it every poll logs a warning and orphaned groups are never freed.
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            dashboard_port=_free_port(),
-            log_to_driver=worker_logs,
-        )
+        with node_processes_env():
+            ray.init(
+                address="local",  # start one, never attach to a stray cluster
+                num_cpus=int(local_tier.cpus),
+                num_gpus=local_tier.gpus,
+                resources=local_tier.node_resources(),
+                labels=local_tier.node_labels(),
+                # The dashboard serves Ray's State API, which Ray Train's placement-group cleaner
+                # polls; without it every poll logs a warning and orphaned groups are never freed.
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                dashboard_port=_free_port(),
+                log_to_driver=worker_logs,
+            )
     try:
         yield target or "embedded"
     finally:

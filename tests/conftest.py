@@ -30,17 +30,20 @@ def ray_cluster(local_tier):
     """A real embedded Ray for the whole session, shaped like the `local` tier."""
     import ray
 
-    ray.init(
-        address="local",  # a fresh cluster, never one another process left running
-        num_cpus=int(local_tier.cpus),
-        resources=local_tier.node_resources(),
-        # As `ragtune`'s own Ray does: the dashboard serves the State API that Ray Train's
-        # placement-group cleaner polls; without it the workers of a trial that Ray Tune stops
-        # keep their CPUs, and the next job waits for them forever.
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=free_port(),  # never the 8265 a `ragtune up` in another test takes
-        configure_logging=False,
-    )
+    from ragtune.cluster.serve_env import node_processes_env
+
+    with node_processes_env():  # as `ragtune`'s own embedded Ray starts
+        ray.init(
+            address="local",  # a fresh cluster, never one another process left running
+            num_cpus=int(local_tier.cpus),
+            resources=local_tier.node_resources(),
+            # As `ragtune`'s own Ray does: the dashboard serves the State API that Ray Train's
+            # placement-group cleaner polls; without it the workers of a trial that Ray Tune stops
+            # keep their CPUs, and the next job waits for them forever.
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=free_port(),  # never the 8265 a `ragtune up` in another test takes
+            configure_logging=False,
+        )
     yield ray
     ray.shutdown()

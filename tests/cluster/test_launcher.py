@@ -87,6 +87,7 @@ def test_launcher_yaml_passes_rays_validator_and_installs_the_wheel(path, node_f
     assert mounts["~/ragtune/auth_token"] == str(token)
     for command in (rendered["head_start_ray_commands"][-1], rendered["worker_start_ray_commands"][-1]):
         assert "RAY_AUTH_MODE=token" in command and "RAY_AUTH_TOKEN_PATH=~/ragtune/auth_token" in command
+        assert "RAY_SERVE_USE_GRPC_BY_DEFAULT=1 RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP=0" in command
     assert "--dashboard-host=127.0.0.1" in rendered["head_start_ray_commands"][-1]
     assert "example.com" not in yaml.safe_dump(rendered)
 
@@ -122,6 +123,9 @@ def test_kuberay_cluster_validates_runs_the_image_and_has_token_auth(kuberay_sch
     assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
     groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
     assert list(groups) == config.worker_tiers
+    for pod in [spec["headGroupSpec"]["template"], *(g["template"] for g in groups.values())]:
+        env = {v["name"]: v["value"] for v in pod["spec"]["containers"][0]["env"]}
+        assert env["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1"  # Serve's fast path on every node
     tiers = load_tiers()
     for name, group in groups.items():
         tier = tiers.get(name)
