@@ -219,7 +219,8 @@ def main() -> None:
     rows, streams, peak = [], [], 0
     for name, local, remote, total in endpoints[:1] if rerank else endpoints:
         for concurrency in (1, 4, 16):
-            drive(remote, concurrency, min(total, 8))  # warm-up
+            for warm_up in (local, remote):
+                drive(warm_up, concurrency, min(total, 8))
             base, served = compare(local, remote, concurrency, total)
             (streams if name == "stream" else rows).append((name, concurrency, base, served))
             peak = max(peak, replica_states()["RetrieverDeployment"].get("RUNNING", 0))

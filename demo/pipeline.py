@@ -177,11 +177,13 @@ def training_rows(config: DemoConfig, index_dir: Path, split: Split) -> str:
 
 
 def train_adapter(job) -> str:
-    """One fine-tune from scratch; its summary line."""
+    """One fine-tune from scratch; its data line and summary line, as one."""
     from ragtune.train.trainer import run_train_job
 
     fresh_run_dir(job.output_dir)
-    return run_train_job(job).summary()
+    data: list[str] = []
+    result = run_train_job(job, progress=data.append)
+    return "; ".join([*data, result.summary()])
 
 
 def run_demo(config: DemoConfig) -> DemoResult:

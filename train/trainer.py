@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,15 @@ class TrainResult:
         )
 
 
-def run_train_job(config: TrainJobConfig, resume: bool = False, callbacks: list | None = None) -> TrainResult:
+def run_train_job(
+    config: TrainJobConfig,
+    resume: bool = False,
+    callbacks: list | None = None,
+    progress: Callable[[str], None] = print,
+) -> TrainResult:
     """Fine-tune per `config`; with `resume`, continue the run in its output dir. `callbacks` are
-    Ray Train callbacks (a sweep's forwards each report to Ray Tune)."""
+    Ray Train callbacks (a sweep's forwards each report to Ray Tune); `progress` takes the data
+    line before training starts."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -76,7 +83,7 @@ def run_train_job(config: TrainJobConfig, resume: bool = False, callbacks: list 
     run_dir.mkdir(parents=True, exist_ok=True)
 
     data = prepare_data(config.data, config.base_model, config.seed, tier)
-    print(data.summary())
+    progress(data.summary())
     total_steps = planned_steps(config, data.train_rows)
     tracker = _open_tracking(config, tier, state_file, data)
     run_id = tracker.run_id

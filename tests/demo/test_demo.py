@@ -71,7 +71,7 @@ def write_benchmark(root) -> None:
     )
 
 
-def test_reduced_demo_runs_every_stage(ray_cluster, tmp_path):
+def test_reduced_demo_runs_every_stage(ray_cluster, tmp_path, capsys):
     import mlflow.tracking
     from ray import serve
 
@@ -84,6 +84,10 @@ def test_reduced_demo_runs_every_stage(ray_cluster, tmp_path):
     config = DemoConfig.model_validate({**settings, "rerank": rerank})
     assert config.serve_job().retriever.rerank == config.rerank  # served when kept
     result = run_demo(config)
+    console = capsys.readouterr().out.splitlines()
+    tuned = [line for line in console if line.startswith("[demo] fine-tune: ")]
+    assert len(tuned) == 1 and "validation examples; model " in tuned[0]  # one line per stage
+    assert not [line for line in console if line.startswith("data: ")]
 
     work = tmp_path / "work"
     held = [json.loads(line)["question"] for line in (work / "held_out.jsonl").read_text().splitlines()]
