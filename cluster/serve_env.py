@@ -1,8 +1,9 @@
 """Ray Serve's fast data path, switched on in every Ray process a ragtune cluster starts (the
-embedded one, `ragtune up`'s, and the rendered cluster-launcher and KubeRay nodes). These are
-the flags Ray's own throughput-optimised mode sets, less two that do not fit ragtune: it would
-run user code on the replica's event loop (ragtune's generator decodes synchronously, so a
-stream would stall every other request) and buffer access logs.
+embedded one, `ragtune up`'s, and the rendered cluster-launcher and KubeRay nodes): some of the
+flags Ray's throughput-optimised mode sets. That mode also runs user code on the replica's event
+loop (ragtune's generator decodes synchronously, so a stream would stall every other request),
+replaces the proxy on port 8000 with direct ingress (ports per replica, unless HAProxy fronts
+them) and buffers access logs; ragtune leaves those off.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+GRPC_FLAG = "RAY_SERVE_USE_GRPC_BY_DEFAULT"
 SERVE_FAST_PATH_ENV = {
     # Replicas, and the proxy, call each other over gRPC instead of through the object store.
-    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    GRPC_FLAG: "1",
     # A replica's handles route on the event loop that calls them, not a thread of their own.
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
     # What a replica holds at startup leaves the garbage collector's generations.
@@ -41,3 +43,10 @@ def node_processes_env() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def replica_handle(handle):
+    """A deployment handle a replica was given, set to call the way this replica's Ray is: over
+    gRPC under the fast path. A handle keeps the options of the process that built the app, and
+    that process keeps Serve's defaults (see `node_processes_env`)."""
+    return handle.options(_by_reference=os.environ.get(GRPC_FLAG) != "1")

@@ -22,6 +22,7 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ragtune.cluster.serve_env import replica_handle
 from ragtune.serve.admission import UserSlots, timeout_response
 from ragtune.serve.api import (
     ChatRequest,
@@ -67,7 +68,7 @@ class Ingress:
         key_hashes: frozenset[str],
     ):
         self.config = config  # validated where the app was built: replicas need no tiers file
-        self.retriever, self.generator = retriever, generator
+        self.retriever, self.generator = replica_handle(retriever), replica_handle(generator)
         self.keys = key_hashes
         self.slots = UserSlots(config.ingress.max_ongoing_requests)
 
