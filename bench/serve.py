@@ -100,9 +100,10 @@ def compare(local, remote, concurrency: int, total: int) -> tuple[dict, dict]:
     """The in-process and the HTTP figures of `total` calls each, taken in ROUNDS alternating
     rounds, so a change in the machine's speed (it is shared) weighs on both alike."""
     base, served = [], []
+    per_round = max(concurrency, total // ROUNDS)
     for _ in range(ROUNDS):
-        base.append(drive(local, concurrency, max(concurrency, total // ROUNDS)))
-        served.append(drive(remote, concurrency, max(concurrency, total // ROUNDS)))
+        base.append(drive(local, concurrency, per_round))
+        served.append(drive(remote, concurrency, per_round))
     return summary(base), summary(served)
 
 
