@@ -196,7 +196,10 @@ def prepare_data(config: DataConfig, tokenizer_path: str, seed: int, tier: Hardw
 
 
 def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int) -> dict[str, Any]:
-    """Right-pad a batch of variable-length examples into tensors with an attention mask."""
+    """Left-pad a batch of variable-length examples into tensors with an attention mask and the
+    position ids the padding would otherwise shift. Every example ends in the last column, so the
+    answers (the labelled tail of each example) share one narrow window on the right
+    (`loss_window`)."""
     import torch
 
     length = max(len(ids) for ids in batch["input_ids"])
@@ -205,7 +208,18 @@ def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int) -> dict[str, Any]
     labels = torch.full((count, length), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((count, length), dtype=torch.long)
     for i, (ids, labs) in enumerate(zip(batch["input_ids"], batch["labels"])):
-        input_ids[i, : len(ids)] = torch.as_tensor(ids)
-        labels[i, : len(labs)] = torch.as_tensor(labs)
-        mask[i, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+        input_ids[i, length - len(ids) :] = torch.as_tensor(ids)
+        labels[i, length - len(labs) :] = torch.as_tensor(labs)
+        mask[i, length - len(ids) :] = 1
+    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask, "position_ids": position_ids}
+
+
+def loss_window(labels) -> int:
+    """How many columns, counted from the right, hold every position whose next token is a label:
+    the only logits the loss needs. The vocabulary projection of the prompt (most of a RAG
+    example) is skipped by passing this as `logits_to_keep` with the labels cut to match."""
+    labelled = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+    if len(labelled) == 0:
+        return labels.shape[1]
+    return labels.shape[1] - max(int(labelled[0]) - 1, 0)

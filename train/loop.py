@@ -6,6 +6,7 @@ takes the same early-stopping decision.
 
 from __future__ import annotations
 
+import inspect
 import math
 import resource
 import tempfile
@@ -18,7 +19,7 @@ import torch.distributed as dist
 
 from ragtune.cluster.resources import set_torch_threads
 from ragtune.train.config import TrainJobConfig
-from ragtune.train.data import pad_batch
+from ragtune.train.data import loss_window, pad_batch
 from ragtune.train.deepspeed_setup import deepspeed_config, lr_lambda
 
 STATE_TAG = "state"  # DeepSpeed checkpoint tag inside each Ray checkpoint
@@ -69,16 +70,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("validation")
     pad_id, device = tokenizer.pad_token_id, engine.device
+    accepted = _forward_parameters(model)
+    windowed = "logits_to_keep" in accepted
 
     def collate(batch: dict) -> dict[str, torch.Tensor]:
-        return {key: value.to(device) for key, value in pad_batch(batch, pad_id).items()}
+        return {key: value.to(device) for key, value in pad_batch(batch, pad_id).items() if key in accepted}
 
     window = {"loss": 0.0, "tokens": 0, "started": time.perf_counter(), "micro": 0, "wait": 0.0}
     stop = False
     while not stop and state["step"] < total_steps:
         batches = train_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate)
         for batch in _timed(batches, window):
-            loss = engine(**batch).loss
+            loss = _loss(engine, batch, windowed)
             engine.backward(loss)
             engine.step()
             window["loss"] += loss.item()
@@ -92,7 +95,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if step % config.log_every_steps == 0 or step == total_steps:
                 metrics.update(_window_metrics(window, scheduler, device))
             if step % config.eval_every_steps == 0 or step == total_steps:
-                metrics.update(_evaluate(engine, val_shard, config, collate))
+                metrics.update(_evaluate(engine, val_shard, config, collate, windowed))
                 stop = _early_stop(state, metrics["val_loss"], config)
             if metrics and tracker is not None:
                 tracker.log_metrics(metrics, step)
@@ -134,6 +137,22 @@ def _load_model(config: TrainJobConfig):
     return tokenizer, model
 
 
+def _forward_parameters(model) -> set[str]:
+    """The keyword arguments the (base) model's forward takes: position ids and a logits window
+    are passed only to models that take them."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+def _loss(engine, batch: dict[str, torch.Tensor], windowed: bool) -> torch.Tensor:
+    """The batch's mean loss over its answer tokens; `windowed`, with logits computed only over
+    the labelled window (the same loss, without projecting the prompt onto the vocabulary)."""
+    if windowed:
+        keep = loss_window(batch["labels"])
+        batch = {**batch, "labels": batch["labels"][:, -keep:], "logits_to_keep": keep}
+    return engine(**batch).loss
+
+
 def _timed(batches, window: dict):
     """Yield the batches, adding the seconds spent waiting for each to window["wait"]."""
     iterator = iter(batches)
@@ -164,14 +183,14 @@ def _window_metrics(window: dict, scheduler, device: torch.device) -> dict[str, 
 
 
 @torch.no_grad()
-def _evaluate(engine, val_shard, config: TrainJobConfig, collate) -> dict[str, float]:
+def _evaluate(engine, val_shard, config: TrainJobConfig, collate, windowed: bool) -> dict[str, float]:
     """Token-weighted validation loss and perplexity over every rank's shard."""
     engine.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=engine.device)
     for batch in val_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate):
         answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
         totals += torch.tensor(
-            [engine(**batch).loss.item() * answer_tokens, answer_tokens], device=engine.device
+            [_loss(engine, batch, windowed).item() * answer_tokens, answer_tokens], device=engine.device
         )
     engine.train()
     dist.all_reduce(totals)
