@@ -208,8 +208,8 @@ def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int) -> dict[str, Any]
     labels = torch.full((count, length), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((count, length), dtype=torch.long)
     for i, (ids, labs) in enumerate(zip(batch["input_ids"], batch["labels"])):
-        input_ids[i, length - len(ids) :] = torch.as_tensor(ids)
-        labels[i, length - len(labs) :] = torch.as_tensor(labs)
+        input_ids[i, length - len(ids) :] = torch.tensor(ids)  # a copy: Ray hands read-only arrays
+        labels[i, length - len(labs) :] = torch.tensor(labs)
         mask[i, length - len(ids) :] = 1
     position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": mask, "position_ids": position_ids}
