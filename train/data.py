@@ -93,7 +93,8 @@ def _plain(value: Any) -> Any:
 
 
 class Tokenize:
-    """Ray Data stage: rows in, (input_ids, labels, bad) out; bad rows keep their reason."""
+    """Ray Data stage: rows in, (input_ids, labels, bad) out; bad rows keep their reason and every
+    row its split tag."""
 
     def __init__(self, tokenizer_path: str, config: dict[str, Any]):
         from transformers import AutoTokenizer
@@ -103,8 +104,10 @@ class Tokenize:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         out: dict[str, list] = {"input_ids": [], "labels": [], "bad": []}
-        keys = list(batch)
-        for i in range(len(batch[keys[0]])):
+        if SPLIT_COLUMN in batch:
+            out[SPLIT_COLUMN] = list(batch[SPLIT_COLUMN])
+        keys = [key for key in batch if key != SPLIT_COLUMN]
+        for i in range(len(next(iter(batch.values())))):
             row = {key: _plain(batch[key][i]) for key in keys}
             try:
                 messages, answer = to_messages(row, self.config)
@@ -151,37 +154,45 @@ def read_rows(paths: list[str]):
 
 
 def prepare_data(config: DataConfig, tokenizer_path: str, seed: int, tier: HardwareTier) -> PreparedData:
-    """Tokenise the train (and validation) files with Ray Data on `tier`; split when no val files."""
+    """Tokenise the train and validation files in one Ray Data pass on `tier` (one tokenizer
+    actor, not one per split); split the train rows when there are no validation files."""
     import ray
 
-    counts: Counter[str] = Counter()
-
-    def tokenised(paths: list[str]):
-        try:
-            data = (
-                read_rows(paths)
-                .map_batches(
-                    Tokenize,
-                    fn_constructor_kwargs={"tokenizer_path": tokenizer_path, "config": config.model_dump()},
-                    batch_size=64,
-                    compute=ray.data.ActorPoolStrategy(size=1),
-                    **data_remote_args(tier, num_cpus=1, num_gpus=0),
-                )
-                .materialize()
-            )
-        except ray.exceptions.RayError as exc:  # a file Ray Data cannot parse, or a tokenizer that fails
-            reason = str(exc).strip().splitlines()[-1]
-            raise InputError(
-                f"cannot prepare training rows from {paths}: {reason}",
-                "check the files (JSONL or Parquet rows) and the base model's tokenizer",
-            ) from None
-        bad = data.select_columns(["bad"]).filter(lambda row: row["bad"] != "").take_all()
-        counts.update(row["bad"] for row in bad)
-        return data.filter(lambda row: row["bad"] == "").drop_columns(["bad"]).materialize()
-
-    train = tokenised(config.train_files)
+    parts = [_tagged(config.train_files, TRAIN)]
     if config.validation_files:
-        validation = tokenised(config.validation_files)
+        parts.append(_tagged(config.validation_files, VALIDATION))
+    try:
+        data = (
+            parts[0]
+            .union(*parts[1:])
+            .map_batches(
+                Tokenize,
+                fn_constructor_kwargs={"tokenizer_path": tokenizer_path, "config": config.model_dump()},
+                batch_size=64,
+                compute=ray.data.ActorPoolStrategy(size=1),
+                **data_remote_args(tier, num_cpus=1, num_gpus=0),
+            )
+            .materialize()
+        )
+    except ray.exceptions.RayError as exc:  # a file Ray Data cannot parse, or a tokenizer that fails
+        reason = str(exc).strip().splitlines()[-1]
+        raise InputError(
+            f"cannot prepare training rows from {config.train_files + config.validation_files}: {reason}",
+            "check the files (JSONL or Parquet rows) and the base model's tokenizer",
+        ) from None
+    bad = data.select_columns(["bad"]).filter(lambda row: row["bad"] != "").take_all()
+    counts = Counter(row["bad"] for row in bad)
+
+    def usable(split: str):
+        return (
+            data.filter(lambda row: row["bad"] == "" and row[SPLIT_COLUMN] == split)
+            .drop_columns(["bad", SPLIT_COLUMN])
+            .materialize()
+        )
+
+    train = usable(TRAIN)
+    if config.validation_files:
+        validation = usable(VALIDATION)
         if validation.count() == 0:
             raise InputError(
                 f"no usable validation rows in {config.validation_files}: {dict(counts)}", "fix the data"
@@ -193,6 +204,20 @@ def prepare_data(config: DataConfig, tokenizer_path: str, seed: int, tier: Hardw
     if train.count() == 0:
         raise InputError(f"no usable training rows in {config.train_files}: {dict(counts)}", "fix the data")
     return PreparedData(train, validation, train.count(), validation.count(), dict(counts))
+
+
+TRAIN, VALIDATION = "train", "validation"
+SPLIT_COLUMN = "ragtune_split"  # which files a row came from, carried through tokenising
+
+
+def _tagged(paths: list[str], split: str):
+    """The raw rows of `paths`, each tagged with the split it belongs to."""
+    import pyarrow as pa
+
+    def tag(table: pa.Table) -> pa.Table:
+        return table.append_column(SPLIT_COLUMN, pa.array([split] * table.num_rows, pa.string()))
+
+    return read_rows(paths).map_batches(tag, batch_format="pyarrow")
 
 
 def pad_batch(batch: dict[str, np.ndarray], pad_token_id: int) -> dict[str, Any]:

@@ -66,6 +66,13 @@ def test_zero3_lora_two_workers_learns_resumes_is_tracked_and_exports(ray_cluste
     config = job(workspace, "zero3", max_steps=6, deepspeed={"zero_stage": 3})
     first = run_train_job(config)
     assert first.metrics["step"] == 6
+    import torch
+
+    states = sorted((config.output_dir / "ray").rglob("*mp_rank_00_model_states.pt"))
+    saved = torch.load(states[-1], weights_only=False)["module"]
+    # no frozen base weights: only the adapter, and the output layer DeepSpeed keeps because it is
+    # tied to the (frozen, left out) input embeddings
+    assert [key for key in saved if "lora_" not in key] == ["base_model.model.lm_head.weight"]
     with pytest.raises(TrainError, match="--resume"):
         run_train_job(config)
     longer = config.model_copy(update={"max_steps": 12})
@@ -168,6 +175,21 @@ def test_killed_worker_is_recovered_from_checkpoint(ray_cluster, workspace):
     killer.join(timeout=5)
     assert killed, "no worker was killed"
     assert result.metrics["step"] == 16
+
+
+def test_a_checkpoint_may_lack_only_frozen_weights():
+    import torch
+
+    from ragtune.train.loop import _load_module
+
+    model = torch.nn.Linear(2, 2)
+    model.weight.requires_grad_(False)
+    _load_module({"bias": torch.ones(2)}, model)
+    assert model.bias.tolist() == [1.0, 1.0]
+    with pytest.raises(RuntimeError, match="bias"):
+        _load_module({"weight": torch.ones(2, 2)}, model)
+    with pytest.raises(RuntimeError, match="lora_A"):
+        _load_module({"bias": torch.ones(2), "lora_A": torch.ones(2)}, model)
 
 
 def test_bad_configs_fail_at_load_with_the_field(workspace):
