@@ -103,7 +103,9 @@ class GeneratorDeploymentConfig(StrictModel):
     system_prompt: str | None = Field(
         None, description="System prompt; default the one the adapter was trained with."
     )
-    batch_size: int = Field(8, ge=1, description="Concurrent completions decoded as one batch (1: none).")
+    batch_size: int = Field(
+        8, ge=1, description="Concurrent completions, and concurrent streams, decoded as one batch (1: none)."
+    )
     batch_wait_s: float = Field(
         0.0,
         ge=0,

@@ -128,48 +128,57 @@ class GeneratorModel:
         """Yield {"text"} pieces as they decode; the last piece carries finish_reason and usage.
         Closing the iterator early (the client went away) stops decoding at the next token and
         releases the model before `close()` returns."""
-        from transformers import TextIteratorStreamer
+        cancelled = threading.Event()
+        steps = self.stream_batch(model, [prompt], [params], [cancelled])
+        try:
+            for (piece,) in steps:
+                if piece is not None:
+                    yield piece
+        finally:
+            cancelled.set()
+            steps.close()
+
+    def stream_batch(
+        self,
+        model: str,
+        prompts: list[str],
+        params: list[GenerationParams],
+        cancelled: list[threading.Event],
+    ) -> Iterator[list[dict | None]]:
+        """Decode several streams as one left-padded batch (they share `model`, temperature and
+        top_p; each keeps its own max_tokens and stop strings). Per decoding step, yield one item
+        per stream: a {"text"} piece, its last piece (with finish_reason and usage), or None
+        (nothing new, or already finished). A stream whose `cancelled` is set (its client went
+        away) stops; decoding ends when every stream has. Closing the iterator stops decoding
+        and releases the model before `close()` returns."""
+        import queue
 
         self._check_model(model)
-        ids = self.encode_prompts([prompt])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        ids = self.encode_prompts(prompts)
+        rows = RowStreams(self.tokenizer, self.eos_ids, params, self.config.max_new_tokens, ids)
+        steps: queue.Queue = queue.Queue()
+        stopper = RowsFinished(rows.finished, cancelled)
+        first = params[0]
+        widest = GenerationParams(max(rows.limits), first.temperature, first.top_p, ())
+        kwargs = self._generate_kwargs(ids, widest, StepQueue(steps), stopper=stopper)
         output: dict[str, Any] = {}
-        cancelled = threading.Event()
-        kwargs = self._generate_kwargs(ids, params, streamer, cancelled)
         with self._lock:
             worker = threading.Thread(target=self._run, args=(model, kwargs, output))
             worker.start()
-            emitted, cut, drained = "", None, False
             try:
-                for piece in streamer:
-                    cut = _cut_at_stop(emitted + piece, params.stop)
-                    if cut is not None:
-                        yield {"text": cut[len(emitted) :]}
-                        break
-                    emitted += piece
-                    if piece:
-                        yield {"text": piece}
-                else:
-                    drained = True
-            finally:  # finished, stopped, or closed by the consumer: end decoding, then unlock
-                cancelled.set()
-                if not drained:
-                    for _ in streamer:
+                while (tokens := steps.get()) is not None:
+                    yield rows.step(tokens.tolist(), cancelled)
+                if "error" in output:
+                    raise output["error"]
+                yield rows.end()
+            finally:  # finished, or closed by the consumer: end decoding, then unlock
+                rows.finished[:] = [True] * len(prompts)
+                while worker.is_alive() or not steps.empty():
+                    try:
+                        steps.get(timeout=0.05)
+                    except queue.Empty:
                         pass
                 worker.join()
-        if "error" in output:
-            raise output["error"]
-        new_tokens = output["sequences"].shape[1] - ids["input_ids"].shape[1]
-        stopped_early = cut is not None or new_tokens < kwargs["max_new_tokens"]
-        yield {
-            "text": "",
-            "finish_reason": "stop" if stopped_early else "length",
-            "usage": {
-                "prompt_tokens": ids["input_ids"].shape[1],
-                "completion_tokens": new_tokens,
-                "total_tokens": ids["input_ids"].shape[1] + new_tokens,
-            },
-        }
 
     def encode_prompts(self, prompts: list[str]) -> dict:
         """Token ids of the prompts, left-padded, cut to their last `max_input_tokens`, on the
@@ -191,17 +200,11 @@ class GeneratorModel:
             return contextlib.nullcontext()
         return self.model.disable_adapter() if adapters else contextlib.nullcontext()
 
-    def _generate_kwargs(
-        self,
-        ids: dict,
-        params: GenerationParams,
-        streamer,
-        cancelled: threading.Event | None = None,
-    ) -> dict[str, Any]:
+    def _generate_kwargs(self, ids: dict, params: GenerationParams, streamer, stopper=None) -> dict[str, Any]:
         from transformers import StoppingCriteriaList
 
         sampling = params.temperature > 0
-        stopper = StopCriteria(self.tokenizer, ids["input_ids"].shape[1], params.stop, cancelled)
+        stopper = stopper or StopCriteria(self.tokenizer, ids["input_ids"].shape[1], params.stop)
         kwargs: dict[str, Any] = {
             **ids,
             "max_new_tokens": min(params.max_tokens, self.config.max_new_tokens),
@@ -235,11 +238,10 @@ class GeneratorModel:
 
 class StopCriteria:
     """Per row, stop once the text decoded after the prompt holds a stop string (text that
-    straddles the prompt's end never counts); every row stops once `cancelled` is set."""
+    straddles the prompt's end never counts)."""
 
-    def __init__(self, tokenizer, prompt_length: int, stops: tuple[str, ...], cancelled=None):
+    def __init__(self, tokenizer, prompt_length: int, stops: tuple[str, ...]):
         self.tokenizer, self.prompt_length, self.stops = tokenizer, prompt_length, stops
-        self.cancelled = cancelled
         # A stop string spans at most one token per character, plus a partial token each side.
         self.tail = max((len(s) for s in stops), default=0) + 2
 
@@ -247,14 +249,118 @@ class StopCriteria:
         import torch
 
         rows = input_ids.shape[0]
-        if self.cancelled is not None and self.cancelled.is_set():
-            return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
         if not self.stops:
             return torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
         new = input_ids[:, self.prompt_length :][:, -self.tail :]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         found = [any(stop in text for stop in self.stops) for text in texts]
         return torch.tensor(found, dtype=torch.bool, device=input_ids.device)
+
+
+class RowsFinished:
+    """Stopping criterion of a batch of streams: a row stops once its stream has finished
+    (`finished`, set by `RowStreams`) or its client went away (`cancelled`)."""
+
+    def __init__(self, finished: list[bool], cancelled: list[threading.Event]):
+        self.finished, self.cancelled = finished, cancelled
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = [f or c.is_set() for f, c in zip(self.finished, self.cancelled)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class StepQueue:
+    """A `generate` streamer that queues each step's new token of every row (the prompt, put
+    first, is skipped); None once generation ends."""
+
+    def __init__(self, steps):
+        self.steps, self.prompt_seen = steps, False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.steps.put(value.reshape(-1).cpu())
+
+    def end(self) -> None:
+        self.steps.put(None)
+
+
+class RowStreams:
+    """The text each row of a streamed batch has decoded, cut into pieces: a piece per new
+    complete text, the row's last piece at EOS, a stop string or its max_tokens."""
+
+    def __init__(self, tokenizer, eos_ids: set, params: list[GenerationParams], ceiling: int, ids: dict):
+        self.tokenizer, self.eos_ids, self.params = tokenizer, eos_ids, params
+        self.limits = [min(p.max_tokens, ceiling) for p in params]
+        self.prompt_tokens = ids["attention_mask"].sum(dim=1).tolist()
+        self.tokens: list[list[int]] = [[] for _ in params]
+        self.emitted = [""] * len(params)
+        self.finished = [False] * len(params)
+
+    def step(self, tokens: list[int], cancelled: list[threading.Event]) -> list[dict | None]:
+        """Each row's item for one decoding step's tokens."""
+        items: list[dict | None] = []
+        for row, token in enumerate(tokens):
+            if self.finished[row] or cancelled[row].is_set():
+                self.finished[row] = True
+                items.append(None)
+            elif token in self.eos_ids:
+                items.append(self._last(row, self._text(row), "stop"))
+            else:
+                self.tokens[row].append(token)
+                items.append(self._piece(row))
+        return items
+
+    def end(self) -> list[dict | None]:
+        """The last piece of every row still open when decoding ended."""
+        items: list[dict | None] = []
+        for row in range(len(self.params)):
+            if self.finished[row]:
+                items.append(None)
+            else:
+                full = len(self.tokens[row]) >= self.limits[row]
+                items.append(self._last(row, self._text(row), "length" if full else "stop"))
+        return items
+
+    def _piece(self, row: int) -> dict | None:
+        text = self._text(row)
+        cut = _cut_at_stop(text, self.params[row].stop)
+        if cut is not None:
+            return self._last(row, cut, "stop")
+        if len(self.tokens[row]) >= self.limits[row]:
+            return self._last(row, text, "length")
+        if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
+            return None
+        shown = text[: len(text) - _stop_prefix(text, self.params[row].stop)]
+        piece = shown[len(self.emitted[row]) :]
+        self.emitted[row] = shown
+        return {"text": piece} if piece else None
+
+    def _last(self, row: int, text: str, reason: str) -> dict:
+        self.finished[row] = True
+        completion = len(self.tokens[row])
+        prompt = self.prompt_tokens[row]
+        return {
+            "text": text[len(self.emitted[row]) :],
+            "finish_reason": reason,
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+
+    def _text(self, row: int) -> str:
+        return self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+
+
+def _stop_prefix(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of `text` that begins a stop string: held back from a stream
+    until the next tokens show whether the stop string follows."""
+    return max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str | None:

@@ -4,9 +4,11 @@ policy before loading its model."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -70,8 +72,9 @@ class Generator:
     def __init__(self, config: GeneratorDeploymentConfig, torch_threads: int | None = None):
         set_torch_threads(torch_threads)
         self.model = GeneratorModel(config)
-        self._complete_batched.set_max_batch_size(self.model.config.batch_size)
-        self._complete_batched.set_batch_wait_timeout_s(self.model.config.batch_wait_s)
+        for batched in (self._complete_batched, self._stream_batched):
+            batched.set_max_batch_size(self.model.config.batch_size)
+            batched.set_batch_wait_timeout_s(self.model.config.batch_wait_s)
 
     async def condense(self, conversation: list[dict], max_tokens: int = 48) -> str:
         """Standalone search question for the conversation's last message (base model, greedy)."""
@@ -98,8 +101,6 @@ class Generator:
     ) -> list[Any]:
         """Concurrent requests for the same model and sampling settings decode as one batch; if
         it fails, each request decodes alone, so only a failing one gets its exception."""
-        import asyncio
-
         began = time.perf_counter()
         results: list[Any] = [None] * len(prompts)
         for key in dict.fromkeys(zip(models, params)):
@@ -112,10 +113,65 @@ class Generator:
                 results[i] = output
         return clock_batch(results, began)
 
-    def stream(
+    async def stream(
         self, model: str, conversation: list[dict], contexts: list[str], params: GenerationParams
-    ) -> Iterator[dict]:
-        yield from self.model.stream(model, self.model.prompt(conversation, contexts), params)
+    ) -> AsyncIterator[dict]:
+        """The answer's pieces as they decode. Concurrent streams decode together (up to the batch
+        size); one whose client goes away stops, and the others carry on."""
+        prompt = self.model.prompt(conversation, contexts)
+        cancelled = threading.Event()
+        try:
+            async for piece in self._stream_batched(model, prompt, params, cancelled):
+                if isinstance(piece, Exception):
+                    raise piece
+                if piece is not None:
+                    yield piece
+        finally:
+            cancelled.set()
+
+    # Batch size and wait from the config, set in __init__. Called: bare @serve.batch refuses an
+    # async generator (it checks for a coroutine function), the parametrized form does not.
+    @serve.batch()
+    async def _stream_batched(
+        self,
+        models: list[str],
+        prompts: list[str],
+        params: list[GenerationParams],
+        cancelled: list[threading.Event],
+    ) -> AsyncIterator[list[Any]]:
+        """Per decoding step, one item per stream. Streams for the same model, temperature and
+        top_p decode as one batch; other groups wait their turn (items None). A group that fails
+        gives each of its streams the exception."""
+        done = [False] * len(prompts)
+        for key in dict.fromkeys((m, p.temperature, p.top_p) for m, p in zip(models, params)):
+            members = [i for i, m in enumerate(models) if (m, params[i].temperature, params[i].top_p) == key]
+            steps = self.model.stream_batch(
+                key[0],
+                [prompts[i] for i in members],
+                [params[i] for i in members],
+                [cancelled[i] for i in members],
+            )
+            try:
+                while (items := await asyncio.to_thread(next, steps, None)) is not None:
+                    yield _step(done, dict(zip(members, items)))
+            except Exception as exc:  # this group's streams get it; the next groups still run
+                yield _step(done, {i: exc for i in members if not done[i]})
+            finally:
+                await asyncio.to_thread(steps.close)
+            yield _step(done, {i: StopIteration for i in members})
+
+
+def _step(done: list[bool], items: dict[int, Any]) -> list[Any]:
+    """One yield of a streamed batch: `items` for their streams, StopIteration once for a stream
+    whose last piece (or exception) went out, None for the rest."""
+    out = [StopIteration if finished else None for finished in done]
+    for i, item in items.items():
+        if done[i]:
+            continue
+        out[i] = item
+        if item is StopIteration or isinstance(item, Exception) or (item or {}).get("finish_reason"):
+            done[i] = True
+    return out
 
 
 class SourcePaths:

@@ -4,6 +4,7 @@ once; stop strings match the decoded text only, never the prompt."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -64,8 +65,63 @@ def test_stop_strings_match_the_decoded_text_only():
     assert not straddling(sequence[:, : prompt.shape[1] + 1], None)[0]
     done = StopCriteria(tokenizer, prompt.shape[1], ("done",))
     assert not done(sequence[:, :-1], None)[0] and done(sequence, None)[0]
-    cancelled = threading.Event()
-    either = StopCriteria(tokenizer, prompt.shape[1], (), cancelled)
-    assert not either(sequence, None)[0]
-    cancelled.set()
-    assert either(torch.cat([sequence, sequence]), None).tolist() == [True, True]
+
+
+def joined(steps) -> list[dict]:
+    """Each stream's text and last piece, from a `stream_batch` iterator."""
+    streams: list[dict] = []
+    for items in steps:
+        streams = streams or [{"text": ""} for _ in items]
+        for stream, item in zip(streams, items):
+            if item is not None:
+                assert "finish_reason" not in stream, "a piece after the last one"
+                stream.update({**item, "text": stream["text"] + item["text"]})
+    return streams
+
+
+def test_streams_decoded_together_match_the_batch_and_keep_their_own_limits(generator):
+    generator.model.generation_config.eos_token_id = None
+    generator.eos_ids = set()
+    prompts = [
+        generator.prompt([{"role": "user", "content": q}], ["Steep green tea for two minutes."])
+        for q in ("tea?", "how long should green tea steep?", "coffee?")
+    ]
+    params = GenerationParams(max_tokens=12, temperature=0.0, top_p=1.0, stop=())
+    never = [threading.Event() for _ in prompts]
+    streamed = joined(generator.stream_batch("base", prompts, [params] * 3, never))
+    whole = generator.generate_batch("base", prompts, params)
+    assert [s["text"] for s in streamed] == [w["text"] for w in whole]
+    assert [s["usage"] for s in streamed] == [w["usage"] for w in whole]
+    assert all(s["finish_reason"] == "length" for s in streamed)
+
+    stop = whole[1]["text"][len(whole[1]["text"]) // 2 :][:3]
+    own = [replace(params, max_tokens=4), replace(params, stop=(stop,)), params]
+    streamed = joined(generator.stream_batch("base", prompts, own, never))
+    assert streamed[0]["usage"]["completion_tokens"] == 4 and streamed[0]["finish_reason"] == "length"
+    assert whole[0]["text"].startswith(streamed[0]["text"])
+    assert streamed[1]["text"] == whole[1]["text"][: whole[1]["text"].index(stop)]
+    assert streamed[1]["finish_reason"] == "stop"
+    assert streamed[2]["text"] == whole[2]["text"]
+
+
+def test_a_cancelled_stream_stops_alone_and_the_batch_ends_with_the_last(generator):
+    generator.model.generation_config.eos_token_id = None
+    generator.eos_ids = set()
+    prompt = generator.prompt([{"role": "user", "content": "tea?"}], ["Steep green tea."])
+    cancelled = [threading.Event(), threading.Event()]
+    calls, handle = count_forward_passes(generator)
+    try:
+        steps = generator.stream_batch("base", [prompt, prompt], [LONG, LONG], cancelled)
+        next(steps)
+        cancelled[0].set()
+        for _ in range(10):
+            items = next(steps)
+        assert items[0] is None and items[1] is not None  # the other stream carries on
+        cancelled[1].set()
+        rest = list(steps)
+        assert len(calls) < 40, f"{len(calls)} decoding steps after both streams went away"
+        assert all(item is None for items in rest for item in items)
+    finally:
+        handle.remove()
+    assert generator._lock.acquire(blocking=False)
+    generator._lock.release()

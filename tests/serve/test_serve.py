@@ -82,6 +82,38 @@ def test_concurrent_completions_decode_as_a_batch_with_the_same_answers(served):
     assert all(r["usage"]["completion_tokens"] <= 6 for r in together)
 
 
+def test_concurrent_streams_decode_together_and_a_dropped_one_leaves_the_rest(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = ["How long should green tea steep?", "When are roses pruned?", "What is Ray Serve?"]
+
+    def body(question, model):
+        return {"model": model, "messages": [{"role": "user", "content": question}], "max_tokens": 6}
+
+    def streamed(question, model="qa", drop=False):
+        with httpx.stream(
+            "POST", f"{BASE}/v1/chat/completions", json={**body(question, model), "stream": True}, timeout=60
+        ) as response:
+            assert response.status_code == 200
+            chunks = []
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    chunks.append(json.loads(line[6:])["choices"][0])
+                    if drop:
+                        return None  # the client goes away mid-stream
+            assert chunks[-1]["finish_reason"] in ("stop", "length")
+            return "".join(c["delta"].get("content") or "" for c in chunks)
+
+    alone = [
+        chat(body(q, m)).json()["choices"][0]["message"]["content"] for m in ("qa", "base") for q in questions
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        dropped = [pool.submit(streamed, q, "qa", True) for q in questions[:2]]
+        together = list(pool.map(streamed, questions * 2, ["qa"] * 3 + ["base"] * 3))
+    assert together == alone
+    assert [d.result() for d in dropped] == [None, None]
+
+
 def test_query_plan_rides_on_responses_and_routes_intent(served):
     greeting = chat({"messages": [{"role": "user", "content": "hello!"}], "max_tokens": 2}).json()
     assert greeting["sources"] == [] and greeting["query"]["retrieval"] is False
