@@ -162,18 +162,14 @@ def prepare_data(config: DataConfig, tokenizer_path: str, seed: int, tier: Hardw
     if config.validation_files:
         parts.append(_tagged(config.validation_files, VALIDATION))
     try:
-        data = (
-            parts[0]
-            .union(*parts[1:])
-            .map_batches(
-                Tokenize,
-                fn_constructor_kwargs={"tokenizer_path": tokenizer_path, "config": config.model_dump()},
-                batch_size=64,
-                compute=ray.data.ActorPoolStrategy(size=1),
-                **data_remote_args(tier, num_cpus=1, num_gpus=0),
-            )
-            .materialize()
-        )
+        rows = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+        data = rows.map_batches(
+            Tokenize,
+            fn_constructor_kwargs={"tokenizer_path": tokenizer_path, "config": config.model_dump()},
+            batch_size=64,
+            compute=ray.data.ActorPoolStrategy(size=1),
+            **data_remote_args(tier, num_cpus=1, num_gpus=0),
+        ).materialize()
     except ray.exceptions.RayError as exc:  # a file Ray Data cannot parse, or a tokenizer that fails
         reason = str(exc).strip().splitlines()[-1]
         raise InputError(

@@ -177,6 +177,19 @@ def test_killed_worker_is_recovered_from_checkpoint(ray_cluster, workspace):
     assert result.metrics["step"] == 16
 
 
+def test_without_validation_files_the_training_rows_are_split(ray_cluster, workspace):
+    from ragtune.cluster.tiers import get_tier
+    from ragtune.train.data import prepare_data
+
+    config = job(workspace, "split").data.model_copy(
+        update={"validation_files": [], "validation_fraction": 0.25}
+    )
+    data = prepare_data(config, job(workspace, "split").base_model, 0, get_tier("local"))
+    assert (data.train_rows, data.validation_rows) == (72, 24)  # 96 good rows of 99
+    assert sum(data.bad_rows.values()) == 3
+    assert set(data.train.columns()) == {"input_ids", "labels"}
+
+
 def test_a_checkpoint_may_lack_only_frozen_weights():
     import torch
 
