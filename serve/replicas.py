@@ -50,8 +50,7 @@ class RetrieverDeployment:
         group that fails is searched query by query, so only a bad query gets its exception."""
         began = time.perf_counter()
         results: list[Any] = [[] for _ in queries]
-        for mode in set(modes):
-            members = [i for i, m in enumerate(modes) if m == mode]
+        for mode, members in groups(modes).items():
             depth = max(ks[i] for i in members)
             found = each_alone(
                 lambda chunk, depth=depth, mode=mode: self.retriever.search_batch(chunk, depth, mode),
@@ -103,8 +102,7 @@ class Generator:
         it fails, each request decodes alone, so only a failing one gets its exception."""
         began = time.perf_counter()
         results: list[Any] = [None] * len(prompts)
-        for key in dict.fromkeys(zip(models, params)):
-            members = [i for i, pair in enumerate(zip(models, params)) if pair == key]
+        for key, members in groups(list(zip(models, params))).items():
             batch = [prompts[i] for i in members]
             outputs = await asyncio.to_thread(
                 each_alone, lambda chunk, key=key: self.model.generate_batch(key[0], chunk, key[1]), batch
@@ -143,8 +141,7 @@ class Generator:
         top_p decode as one batch; other groups wait their turn (items None). A group that fails
         gives each of its streams the exception."""
         done = [False] * len(prompts)
-        for key in dict.fromkeys((m, p.temperature, p.top_p) for m, p in zip(models, params)):
-            members = [i for i, m in enumerate(models) if (m, params[i].temperature, params[i].top_p) == key]
+        for key, members in groups([(m, p.temperature, p.top_p) for m, p in zip(models, params)]).items():
             steps = self.model.stream_batch(
                 key[0],
                 [prompts[i] for i in members],
@@ -214,6 +211,15 @@ async def clocked_call(
     if isinstance(result, Exception):
         raise result
     return result, {"queue": (began - arrived) * 1000, run: (ended - began) * 1000}
+
+
+def groups(keys: list) -> dict[Any, list[int]]:
+    """The positions of each distinct key, in order of first appearance: the requests of a batch
+    that can run together."""
+    positions: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        positions.setdefault(key, []).append(i)
+    return positions
 
 
 def each_alone(run: Callable[[list], list], items: list) -> list:
