@@ -1,7 +1,7 @@
 """Benchmark: the Serve app under sustained load, for errors, tail latency and replica memory.
 
     .venv/bin/python bench/load.py [--clients 8] [--seconds 60] [--soak] [--replicas 2]
-                                   [--kill Generator]
+                                   [--kill Generator] [--redeploy 3]
 
 Deploys the bench app (bench/served_app.py) on an embedded Ray, warms it up under the same load
 (so batches have reached their full size), then runs one client for a baseline and `--clients`
@@ -11,7 +11,11 @@ ratio, and the RSS of every replica and the HTTP proxy before, at peak and after
 each second), with its growth. `--replicas N` keeps N replicas of the retriever and the generator.
 `--kill DEPLOYMENT` kills replicas of it a third into the loaded run (every one with one replica,
 one of them with more) and reports, per route, failed requests, the seconds to the first success
-and the longest gap between successes after the kill.
+and the longest gap between successes after the kill. `--redeploy N` redeploys the app N times
+during each of three loaded runs: with Serve's rollout defaults (old replicas stop before their
+replacements start and are force-killed after 20 s) as the baseline, with ragtune's default (old
+replicas finish requests up to their deadline) and with `surge_percent: 100` (replacements ready
+first), and prints the failed requests and the longest wait of each.
 """
 
 from __future__ import annotations
@@ -127,6 +131,7 @@ def run_clients(url: str, clients: int, seconds: float) -> dict:
         "outcomes": dict(outcomes),
         "p50": statistics.median(latencies) * 1000,
         "p99": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "max": latencies[-1] * 1000,
         "rps": len(latencies) / elapsed,
         "events": events,
     }
@@ -154,6 +159,49 @@ def kill_replicas_later(deployment: str, delay: float, spare: int) -> list[float
     return killed
 
 
+def redeploy_during(config, times: int, seconds: float) -> threading.Thread:
+    """A started thread that starts `times` redeploys of the app evenly over `seconds` (one at a
+    time: a redeploy still running when the next is due delays it)."""
+    from ragtune.serve.app import deploy
+
+    def redeploy() -> None:
+        started = time.monotonic()
+        for number in range(1, times + 1):
+            time.sleep(max(0.0, started + number * seconds / (times + 1) - time.monotonic()))
+            deploy(config)
+
+    thread = threading.Thread(target=redeploy, daemon=True)
+    thread.start()
+    return thread
+
+
+def with_rollout(config, surge_percent: int, request_timeout_s: float | None = None):
+    """`config` with every deployment's `surge_percent`, and another request deadline (the
+    replicas' shutdown grace is that plus 5 s)."""
+    data = config.model_dump()
+    data["request_timeout_s"] = request_timeout_s or config.request_timeout_s
+    for scaling in (data["retriever"]["scaling"], data["generator"]["scaling"], data["ingress"]):
+        scaling["surge_percent"] = surge_percent
+    return type(config).model_validate(data)
+
+
+def rollout_runs(config, url: str, clients: int, seconds: float, times: int) -> dict[str, dict]:
+    """`clients` for `seconds` while the app is redeployed `times` times: with Serve's rollout
+    defaults (no surge, replicas force-killed after 20 s), with ragtune's default (no surge,
+    replicas finish requests up to their deadline), and with a full surge."""
+    variants = {
+        "Serve's defaults": with_rollout(config, 0, request_timeout_s=15),  # + 5 s: Serve's 20 s
+        "ragtune, surge 0": with_rollout(config, 0),
+        "ragtune, surge 100": with_rollout(config, 100),
+    }
+    runs = {}
+    for name, variant in variants.items():
+        redeploys = redeploy_during(variant, times, seconds)
+        runs[name] = run_clients(url, clients, seconds)
+        redeploys.join()
+    return runs
+
+
 def recovery(events: list, killed_at: float) -> dict[str, tuple[int, int, float, float]]:
     """Per path: requests answered after the kill, how many failed, the seconds from the kill to
     the first success after it, and the longest gap between successes from the kill on."""
@@ -166,6 +214,19 @@ def recovery(events: list, killed_at: float) -> dict[str, tuple[int, int, float,
         first_ok = gaps[0] if gaps else float("nan")
         report[path] = (len(after), failed, first_ok, max(gaps, default=float("nan")))
     return report
+
+
+def print_rollouts(runs: dict[str, dict], times: int) -> None:
+    """Each rollout's requests, failures and waits; the baseline (Serve's defaults) first."""
+    print(f"\n{times} redeploys under load{'':<6}{'requests':>9}{'failed':>8}{'p99 ms':>9}{'max ms':>9}")
+    for name, run in runs.items():
+        print(
+            f"{name:<32}{run['requests']:>9}{run['errors']:>8}{run['p99']:>9.1f}{run['max']:>9.1f}"
+            f"  {run['outcomes']}"
+        )
+    baseline = next(iter(runs.values()))
+    for name, run in list(runs.items())[1:]:
+        print(f"requests answered, {name} / Serve's defaults: {run['requests'] / baseline['requests']:.2f}x")
 
 
 def main() -> None:
@@ -183,10 +244,26 @@ def main() -> None:
         help="a third into the loaded run, kill every replica of this deployment (one of them "
         "with --replicas > 1)",
     )
+    parser.add_argument(
+        "--redeploy",
+        type=int,
+        default=0,
+        help="redeploy the app this many times under load, in each of three rollout settings",
+    )
     args = parser.parse_args()
     seconds = 600 if args.soak else args.seconds
-    _, url = deploy_bench_app(Path(tempfile.mkdtemp()), PORT, access_log=False, replicas=args.replicas)
+    config, url = deploy_bench_app(Path(tempfile.mkdtemp()), PORT, access_log=False, replicas=args.replicas)
     run_clients(url, args.clients, min(20, seconds / 3))  # warm-up: batches reach their full size
+    if args.redeploy:
+        print_rollouts(rollout_runs(config, url, args.clients, seconds, args.redeploy), args.redeploy)
+    else:
+        measure_load(url, args, seconds)
+    serve.shutdown()
+    ray.shutdown()
+
+
+def measure_load(url: str, args: argparse.Namespace, seconds: float) -> None:
+    """One client, then `args.clients` (with the kill, if any): latency, errors, memory."""
     baseline = run_clients(url, 1, min(20, seconds / 3))
     watch = MemoryWatch()
     spare = args.replicas - 1 if args.replicas > 1 else 0
@@ -214,8 +291,6 @@ def main() -> None:
         print(
             f"{name:<44}{before / MB:>10.0f}{peak / MB:>9.0f}{after / MB:>9.0f}{(after - before) / MB:>10.1f}"
         )
-    serve.shutdown()
-    ray.shutdown()
 
 
 if __name__ == "__main__":

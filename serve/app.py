@@ -24,9 +24,13 @@ from ragtune.serve.config import (
 from ragtune.serve.ingress import Ingress
 from ragtune.serve.replicas import Generator, RetrieverDeployment
 
+SHUTDOWN_MARGIN_S = 5  # past the request deadline: time for the 504 (or the stream's error) to go out
+
 
 def build_app(config: ServeJobConfig) -> serve.Application:
-    """The typed builder: each deployment's replicas and resources from the config and tier."""
+    """The typed builder: each deployment's replicas and resources from the config and tier. A
+    replica being replaced or scaled down finishes what it holds: every request ends by its
+    deadline, so Serve waits that long before force-killing one (its default is 20 s)."""
     tier = get_tier(config.tier)
 
     def options(scaling: ScalingConfig) -> dict:
@@ -34,6 +38,7 @@ def build_app(config: ServeJobConfig) -> serve.Application:
             **scaling.deployment_options(),
             "ray_actor_options": serve_actor_options(tier, scaling.num_cpus, scaling.num_gpus),
             "logging_config": {"enable_access_log": config.access_log},
+            "graceful_shutdown_timeout_s": config.request_timeout_s + SHUTDOWN_MARGIN_S,
         }
 
     def threads(settings: RetrieverDeploymentConfig | GeneratorDeploymentConfig) -> int | None:

@@ -38,6 +38,15 @@ class ScalingConfig(StrictModel):
         description="How often Serve checks each replica; a killed replica is noticed and replaced "
         "within this (Serve's own default is 10 s).",
     )
+    surge_percent: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Extra replicas a redeploy may start, as a percentage of the replica count "
+        "(rounded up), so replacements are ready before the replicas they replace stop: no pause "
+        "in answering. Needs room for them (or an autoscaler to add it): a redeploy waits until "
+        "they fit. 0 (Serve's default) stops old replicas first: requests wait for the new ones.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalingConfig:
@@ -46,10 +55,12 @@ class ScalingConfig(StrictModel):
         return self
 
     def deployment_options(self) -> dict:
-        """`num_replicas` or `autoscaling_config`, and `max_ongoing_requests`, for Serve."""
+        """`num_replicas` or `autoscaling_config`, `max_ongoing_requests`, the health check
+        period and the rollout surge, for Serve."""
         options: dict = {
             "max_ongoing_requests": self.max_ongoing_requests,
             "health_check_period_s": self.health_check_period_s,
+            "max_surge_percent": self.surge_percent,
         }
         if self.min_replicas == self.max_replicas:
             options["num_replicas"] = self.max_replicas

@@ -217,9 +217,13 @@ def test_auth_on_and_off(served, monkeypatch):
         serve.delete("secured")
 
 
-def test_autoscaling_bounds_are_applied(served):
+def test_autoscaling_bounds_and_rollout_options_are_applied(served):
+    """A replica being stopped may finish requests up to their deadline (with Serve's 20 s, an
+    old ingress was killed with requests waiting for a one-replica generator's replacement: 500s
+    under load), and a deployment surges on a redeploy only when its config says so."""
     from ray.serve.context import _get_global_client
 
+    config, _ = served
     details = _get_global_client().get_serve_details()
     deployments = details["applications"]["ragtune"]["deployments"]
     autoscaling = deployments["RetrieverDeployment"]["deployment_config"]["autoscaling_config"]
@@ -227,6 +231,10 @@ def test_autoscaling_bounds_are_applied(served):
     generator = deployments["Generator"]["deployment_config"]
     assert generator["num_replicas"] == 1
     assert generator["ray_actor_options"]["resources"] == {"tier:local": 1.0}
+    surges = {name: d["deployment_config"]["max_surge_percent"] for name, d in deployments.items()}
+    assert surges == {"Ingress": 0, "RetrieverDeployment": 0, "Generator": 100}
+    for deployment in deployments.values():
+        assert deployment["deployment_config"]["graceful_shutdown_timeout_s"] > config.request_timeout_s
 
 
 def test_access_log_off_leaves_no_request_lines(served):
