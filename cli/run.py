@@ -152,7 +152,9 @@ def _wait_forever() -> None:
 def demo(
     config: Annotated[Path, typer.Argument(help="Demo config.")] = Path("configs/demo.yaml"),
     set_: SetOption = None,
-    quick: Annotated[bool, typer.Option("--quick", help="The config's smaller, faster variant.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The config's smaller, faster variant, in WORK_DIR-quick.")
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Ray, Serve and worker logs on the console, not in files.")
     ] = False,

@@ -75,7 +75,9 @@ class DemoConfig(StrictModel):
     serve: dict[str, Any] = Field(default_factory=dict, description="More fields of the serve job.")
     answers: dict[str, Any] = Field(default_factory=dict, description="More fields of the answer eval.")
     quick: dict[str, Any] = Field(
-        default_factory=dict, description="Fields replaced by `--quick` (a smaller, faster run)."
+        default_factory=dict,
+        description="Fields replaced by `--quick` (a smaller, faster run); it writes to "
+        "WORK_DIR-quick unless these name a work_dir.",
     )
 
     @model_validator(mode="after")
@@ -98,8 +100,11 @@ class DemoConfig(StrictModel):
         return self.work_dir / name
 
     def quick_variant(self) -> DemoConfig:
-        """This config with the `quick` fields applied."""
-        return DemoConfig.model_validate(_merged({**self.model_dump(), "quick": {}}, self.quick))
+        """This config with the `quick` fields applied, written beside the full run (WORK_DIR-quick
+        unless `quick` names a work_dir), so a quick run never replaces the full run's index,
+        adapters or report."""
+        quick = {"work_dir": f"{self.work_dir}-quick", **self.quick}
+        return DemoConfig.model_validate(_merged({**self.model_dump(), "quick": {}}, quick))
 
     def indexed_documents(self) -> list[str]:
         """The index job's documents: the filtered knowledge base when `knowledge_base` is set."""

@@ -4,6 +4,7 @@ files, not the Python docs), and its config edges."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -161,6 +162,10 @@ def test_demo_config_rejects_typos_and_fields_it_owns(tmp_path):
     variant = quick.quick_variant()
     assert (variant.held_out, variant.train_job().max_steps) == (1, 1)
     assert variant.train_job().micro_batch_size == 2  # merged, not replaced
+    assert variant.work_dir == Path(f"{quick.work_dir}-quick")  # the full run's folder stays as it is
+    assert variant.train_job().output_dir.is_relative_to(variant.work_dir)
+    elsewhere = {**settings, "quick": {"work_dir": str(tmp_path / "q")}}
+    assert DemoConfig.model_validate(elsewhere).quick_variant().work_dir == tmp_path / "q"
 
 
 def test_demo_names_the_command_that_makes_a_missing_input(tmp_path):
