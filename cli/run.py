@@ -126,7 +126,11 @@ def serve_(
         from ray import serve
 
         if down:
-            serve.delete(app_name)
+            try:
+                serve.delete(app_name)
+            except TimeoutError:  # Serve's 60 s wait: replicas drain up to request_timeout_s + 5 s
+                typer.echo(f"deleting serve app {app_name}: its replicas finish the requests they hold first")
+                return
             typer.echo(f"deleted serve app {app_name}")
             return
         from ragtune.serve.app import deploy

@@ -15,7 +15,7 @@ import yaml
 
 from ragtune.cluster.cluster_config import ClusterConfig
 from ragtune.cluster.launcher import GPU_ACCELERATORS
-from ragtune.cluster.serve_env import SERVE_FAST_PATH_ENV
+from ragtune.cluster.serve_env import SERVE_NODE_ENV
 from ragtune.cluster.tiers import TIER_LABEL, TIERS_ENV, HardwareTier, TiersFile, load_tiers, tiers_file
 
 RAY_VERSION = "2.60.0"
@@ -85,7 +85,7 @@ def _pod(
         "name": container,
         "image": config.required_image(tier.gpus),
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
-        "env": [{"name": name, "value": value} for name, value in SERVE_FAST_PATH_ENV.items()],
+        "env": [{"name": name, "value": value} for name, value in SERVE_NODE_ENV.items()],
     }
     spec: dict[str, Any] = {"containers": [main], "nodeSelector": dict(tier.labels)}
     if volume is not None:

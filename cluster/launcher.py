@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.cluster.cluster_config import BASE_IMAGE, GPU_BASE_IMAGE, ClusterConfig, is_url
-from ragtune.cluster.serve_env import SERVE_FAST_PATH_ENV
+from ragtune.cluster.serve_env import SERVE_NODE_ENV
 from ragtune.cluster.tiers import HardwareTier, TiersFile, load_tiers
 
 GPU_ACCELERATORS = {  # GCP accelerator type names
@@ -22,7 +22,7 @@ GPU_ACCELERATORS = {  # GCP accelerator type names
 }
 NODE_DIR = "~/ragtune"  # on every node: the wheel, the install script and the token
 TOKEN = f"{NODE_DIR}/auth_token"
-SERVE_ENV = " ".join(f"{name}={value}" for name, value in SERVE_FAST_PATH_ENV.items())
+SERVE_ENV = " ".join(f"{name}={value}" for name, value in SERVE_NODE_ENV.items())
 RAY_ENV = f"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={TOKEN} {SERVE_ENV}"
 START = "ulimit -n 65536; ray start --object-manager-port=8076 --disable-usage-stats"
 

@@ -44,8 +44,9 @@ class ScalingConfig(StrictModel):
         le=100,
         description="Extra replicas a redeploy may start, as a percentage of the replica count "
         "(rounded up), so replacements are ready before the replicas they replace stop: no pause "
-        "in answering. Needs room for them (or an autoscaler to add it): a redeploy waits until "
-        "they fit. 0 (Serve's default) stops old replicas first: requests wait for the new ones.",
+        "in answering. They need room (or an autoscaler to add it): a redeploy waits, with no "
+        "time limit, until they fit. 0 (Serve's default) stops old replicas first, a fifth of them "
+        "at a time: a one-replica deployment pauses and requests wait for its replacement.",
     )
 
     @model_validator(mode="after")

@@ -44,7 +44,7 @@ def served(ray_cluster, tmp_path_factory):
                 "base_model": str(model),
                 "max_new_tokens": 8,
                 "adapters": {"qa": str(make_adapter(model, root / "adapter"))},
-                "scaling": {"num_cpus": 0.2, "surge_percent": 100},
+                "scaling": {"num_cpus": 0.2},
             },
             "max_request_chars": 500,
             "body_timeout_s": 3,

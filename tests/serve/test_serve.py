@@ -220,8 +220,10 @@ def test_auth_on_and_off(served, monkeypatch):
 def test_autoscaling_bounds_and_rollout_options_are_applied(served):
     """A replica being stopped may finish requests up to their deadline (with Serve's 20 s, an
     old ingress was killed with requests waiting for a one-replica generator's replacement: 500s
-    under load), and a deployment surges on a redeploy only when its config says so."""
+    under load); no deployment surges on a redeploy unless its config says so."""
     from ray.serve.context import _get_global_client
+
+    from ragtune.serve.app import SHUTDOWN_MARGIN_S
 
     config, _ = served
     details = _get_global_client().get_serve_details()
@@ -231,10 +233,33 @@ def test_autoscaling_bounds_and_rollout_options_are_applied(served):
     generator = deployments["Generator"]["deployment_config"]
     assert generator["num_replicas"] == 1
     assert generator["ray_actor_options"]["resources"] == {"tier:local": 1.0}
+    for deployment in deployments.values():
+        options = deployment["deployment_config"]
+        assert options["graceful_shutdown_timeout_s"] == config.request_timeout_s + SHUTDOWN_MARGIN_S
+        assert options["max_surge_percent"] == 0
+
+
+def test_a_deployment_configured_to_surge_does(served):
+    from ray import serve
+    from ray.serve.context import _get_global_client
+
+    from ragtune.serve.app import build_app
+
+    config, _ = served
+    scaling = config.generator.scaling.model_copy(update={"surge_percent": 100})
+    surged = config.model_copy(
+        update={
+            "app_name": "surged",
+            "generator": config.generator.model_copy(update={"scaling": scaling}),
+        }
+    )
+    serve.run(build_app(surged), name="surged", route_prefix="/surged")
+    try:
+        deployments = _get_global_client().get_serve_details()["applications"]["surged"]["deployments"]
+    finally:
+        serve.delete("surged")
     surges = {name: d["deployment_config"]["max_surge_percent"] for name, d in deployments.items()}
     assert surges == {"Ingress": 0, "RetrieverDeployment": 0, "Generator": 100}
-    for deployment in deployments.values():
-        assert deployment["deployment_config"]["graceful_shutdown_timeout_s"] > config.request_timeout_s
 
 
 def test_access_log_off_leaves_no_request_lines(served):
