@@ -217,17 +217,21 @@ def test_auth_on_and_off(served, monkeypatch):
         serve.delete("secured")
 
 
+def deployment_details(app: str) -> dict:
+    """Serve's details of each deployment of a running app, by name."""
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().get_serve_details()["applications"][app]["deployments"]
+
+
 def test_autoscaling_bounds_and_rollout_options_are_applied(served):
     """A replica being stopped may finish requests up to their deadline (with Serve's 20 s, an
     old ingress was killed with requests waiting for a one-replica generator's replacement: 500s
     under load); no deployment surges on a redeploy unless its config says so."""
-    from ray.serve.context import _get_global_client
-
     from ragtune.serve.app import SHUTDOWN_MARGIN_S
 
     config, _ = served
-    details = _get_global_client().get_serve_details()
-    deployments = details["applications"]["ragtune"]["deployments"]
+    deployments = deployment_details("ragtune")
     autoscaling = deployments["RetrieverDeployment"]["deployment_config"]["autoscaling_config"]
     assert (autoscaling["min_replicas"], autoscaling["max_replicas"]) == (1, 2)
     generator = deployments["Generator"]["deployment_config"]
@@ -241,7 +245,6 @@ def test_autoscaling_bounds_and_rollout_options_are_applied(served):
 
 def test_a_deployment_configured_to_surge_does(served):
     from ray import serve
-    from ray.serve.context import _get_global_client
 
     from ragtune.serve.app import build_app
 
@@ -255,7 +258,7 @@ def test_a_deployment_configured_to_surge_does(served):
     )
     serve.run(build_app(surged), name="surged", route_prefix="/surged")
     try:
-        deployments = _get_global_client().get_serve_details()["applications"]["surged"]["deployments"]
+        deployments = deployment_details("surged")
     finally:
         serve.delete("surged")
     surges = {name: d["deployment_config"]["max_surge_percent"] for name, d in deployments.items()}
@@ -264,10 +267,9 @@ def test_a_deployment_configured_to_surge_does(served):
 
 def test_access_log_off_leaves_no_request_lines(served):
     import ray
-    from ray.serve.context import _get_global_client
 
     assert httpx.post(f"{BASE}/v1/retrieve", json={"query": "green tea", "k": 1}).status_code == 200
-    deployments = _get_global_client().get_serve_details()["applications"]["ragtune"]["deployments"]
+    deployments = deployment_details("ragtune")
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
     replica_log = logs / deployments["Ingress"]["replicas"][0]["log_file_path"].lstrip("/")
     text = replica_log.read_text()
