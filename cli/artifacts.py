@@ -21,6 +21,10 @@ def search(
         typer.Option(help="Rerank with this cross-encoder (name or folder, e.g. from tune-reranker)."),
     ] = None,
     candidates: Annotated[int, typer.Option(min=1, help="Chunks retrieved for --rerank to rescore.")] = 30,
+    first_stage_weight: Annotated[
+        float,
+        typer.Option(min=0, max=100, help="Fuse the first stage's order into --rerank's with this weight."),
+    ] = 0.0,
 ) -> None:
     """Search an index directory and print the top chunks with scores and sources."""
     from ragtune.core.config import require_model
@@ -29,7 +33,7 @@ def search(
 
     reranking = None
     if rerank is not None:
-        reranking = RerankConfig(model=rerank, candidates=candidates)
+        reranking = RerankConfig(model=rerank, candidates=candidates, first_stage_weight=first_stage_weight)
         require_model(reranking.model, "--rerank")
     for rank, hit in enumerate(Retriever(index_dir, rerank=reranking).search(query, k, mode), start=1):
         snippet = " ".join(hit.text.split())[:160]

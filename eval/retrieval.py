@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from ragtune.core.config import StrictModel, require_model
 from ragtune.core.errors import InputError
 from ragtune.core.table import markdown_table
 from ragtune.eval.report import read_lines
+from ragtune.eval.uncertainty import Interval, paired_difference
 from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.search import Retriever, SearchMode
 
@@ -91,39 +93,69 @@ def ranked_documents(
     return rankings
 
 
+METRICS = (("recall", recall_at_k), ("mrr", mrr_at_k), ("ndcg", ndcg_at_k))
+GAIN_KEY = "rerank_gain"  # in the JSON output, beside the modes
+
+
 def evaluate(
     retriever: Retriever, judgements: list[Judgement], ks: list[int], modes: list[SearchMode]
-) -> dict[str, dict[str, float]]:
-    """Mean recall@k, MRR@k and nDCG@k per search mode, and per mode reranked (`MODE+rerank`)
-    when the retriever has a reranker."""
+) -> dict[str, dict[str, list[float]]]:
+    """Each query's recall@k, MRR@k and nDCG@k per search mode, and per mode reranked
+    (`MODE+rerank`) when the retriever has a reranker."""
     queries = [j.query for j in judgements]
-    depth = max(ks)
     runs = [(mode, mode, False) for mode in modes]
     if retriever.reranker is not None:
         runs += [(f"{mode}+rerank", mode, True) for mode in modes]
-    results = {}
+    per_query = {}
     for row, mode, rerank in runs:
-        rankings = ranked_documents(retriever, queries, depth, mode, rerank)
-        scores: dict[str, float] = {}
-        for k in ks:
-            for name, metric in (("recall", recall_at_k), ("mrr", mrr_at_k), ("ndcg", ndcg_at_k)):
-                values = [metric(r, set(j.relevant), k) for r, j in zip(rankings, judgements)]
-                scores[f"{name}@{k}"] = sum(values) / len(values)
-        results[row] = scores
-    return results
+        rankings = ranked_documents(retriever, queries, max(ks), mode, rerank)
+        per_query[row] = {
+            f"{name}@{k}": [metric(r, set(j.relevant), k) for r, j in zip(rankings, judgements)]
+            for k in ks
+            for name, metric in METRICS
+        }
+    return per_query
 
 
 @dataclass(frozen=True)
 class RetrievalEvalResult:
-    """Mean scores per search mode, e.g. scores["dense"]["recall@10"]."""
+    """Mean scores per search mode, e.g. scores["dense"]["recall@10"], and for each reranked mode
+    its gain over the same mode unreranked, query by query, with a paired 95% bootstrap interval."""
 
     scores: dict[str, dict[str, float]]
+    rerank_gains: dict[str, dict[str, Interval]]
+
+    @classmethod
+    def of(cls, per_query: dict[str, dict[str, list[float]]]) -> RetrievalEvalResult:
+        scores = {row: {m: sum(v) / len(v) for m, v in metrics.items()} for row, metrics in per_query.items()}
+        gains = {
+            row: {
+                m: paired_difference(v, per_query[row.removesuffix("+rerank")][m]) for m, v in metrics.items()
+            }
+            for row, metrics in per_query.items()
+            if row.endswith("+rerank")
+        }
+        return cls(scores, gains)
 
     def table(self) -> str:
-        """One row per mode, one column per metric."""
+        """One row per mode, one column per metric; then the reranking gains, if any."""
         columns = list(next(iter(self.scores.values())))
         rows = [[mode, *(f"{scores[c]:.3f}" for c in columns)] for mode, scores in self.scores.items()]
-        return markdown_table(["mode", *columns], rows)
+        table = markdown_table(["mode", *columns], rows)
+        if not self.rerank_gains:
+            return table
+        gains = [[row, *(str(gain[c]) for c in columns)] for row, gain in self.rerank_gains.items()]
+        return (
+            f"{table}\n\nreranked − first stage, per query (paired bootstrap 95% interval):\n"
+            f"{markdown_table(['mode', *columns], gains)}"
+        )
+
+    def to_json(self) -> dict:
+        gains = {
+            row: {m: dataclasses.asdict(interval) for m, interval in gain.items()}
+            for row, gain in self.rerank_gains.items()
+        }
+        return {**self.scores, **({GAIN_KEY: gains} if gains else {})}
 
 
 def run_retrieval_eval(config: RetrievalEvalConfig) -> RetrievalEvalResult:
@@ -132,7 +164,7 @@ def run_retrieval_eval(config: RetrievalEvalConfig) -> RetrievalEvalResult:
     if config.rerank is not None:
         require_model(config.rerank.model, "rerank.model")
     retriever = Retriever(config.index_dir, rerank=config.rerank)
-    result = RetrievalEvalResult(evaluate(retriever, judgements, config.k, config.modes))
+    result = RetrievalEvalResult.of(evaluate(retriever, judgements, config.k, config.modes))
     if config.output:
-        write_json_atomic(config.output, result.scores)
+        write_json_atomic(config.output, result.to_json())
     return result

@@ -85,6 +85,13 @@ class RerankConfig(StrictModel):
     )
     batch_size: int = Field(64, ge=1, description="(query, passage) pairs per forward pass.")
     max_length: int = Field(256, ge=16, le=512, description="Tokens of query and passage read together.")
+    first_stage_weight: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Weight of the first stage's order, fused with the cross-encoder's (reciprocal rank "
+        "fusion, the cross-encoder counting 1); 0 orders by the cross-encoder alone.",
+    )
 
 
 class IndexJobConfig(StrictModel):

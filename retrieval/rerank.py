@@ -1,6 +1,8 @@
 """Rerank retrieved chunks with a cross-encoder: the query and each candidate passage are read
 together, which ranks better than comparing two separately made embeddings. All pairs of a batch
-of queries go through the model in one pass (`predict` batches them)."""
+of queries go through the model in one pass (`predict` batches them). With a `first_stage_weight`
+the final order fuses the cross-encoder's order with the first stage's, which keeps a reranker
+trained on little data from discarding what the first stage ranked well."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import replace
 
 from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.embed import resolve_model
+from ragtune.retrieval.fusion import reciprocal_rank_fusion
 from ragtune.retrieval.hit import Hit
 
 
@@ -22,15 +25,17 @@ def load_cross_encoder(name: str, max_length: int, device: str | None = None, nu
 
 
 class Reranker:
-    """Reorders each query's candidates by the cross-encoder's score and keeps the best k."""
+    """Reorders each query's candidates by the cross-encoder's score (fused with their first-stage
+    order when `first_stage_weight` > 0) and keeps the best k."""
 
     def __init__(self, config: RerankConfig):
         self.config = config
         self.model = load_cross_encoder(config.model, config.max_length)
 
     def rerank(self, queries: list[str], candidates: list[list[Hit]], k: int) -> list[list[Hit]]:
-        """The top `k` of each query's candidates by cross-encoder score (`rerank_score`); their
-        first-stage `score` is kept."""
+        """The top `k` of each query's candidates (given in first-stage order) by cross-encoder
+        score (`rerank_score`), or by its fusion with the first stage; their first-stage `score`
+        is kept."""
         pairs = [(query, hit.text) for query, hits in zip(queries, candidates) for hit in hits]
         if not pairs:
             return [[] for _ in queries]
@@ -39,5 +44,14 @@ class Reranker:
         for hits in candidates:
             scored = [replace(hit, rerank_score=float(s)) for hit, s in zip(hits, scores[position:])]
             position += len(hits)
-            reranked.append(sorted(scored, key=lambda hit: -hit.rerank_score)[:k])
+            reranked.append([scored[i] for i in self._order(scored, k)])
         return reranked
+
+    def _order(self, scored: list[Hit], k: int) -> list[int]:
+        """Positions of the best `k` of the scored candidates, best first."""
+        by_model = sorted(range(len(scored)), key=lambda i: -scored[i].rerank_score)
+        weight = self.config.first_stage_weight
+        if not weight:
+            return by_model[:k]
+        fused = reciprocal_rank_fusion([(by_model, 1.0), (range(len(scored)), weight)], k)
+        return [i for i, _ in fused]

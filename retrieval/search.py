@@ -12,12 +12,12 @@ import numpy as np
 
 from ragtune.retrieval.config import RerankConfig
 from ragtune.retrieval.embed import encode, load_encoder
+from ragtune.retrieval.fusion import reciprocal_rank_fusion
 from ragtune.retrieval.hit import Hit
 from ragtune.retrieval.index import gpu_count, load_index
 from ragtune.retrieval.rerank import Reranker
 
 SearchMode = Literal["dense", "bm25", "hybrid"]
-RRF_K = 60  # the constant from Cormack et al. (2009); robust across corpora
 # BM25's weight in the fusion (dense counts 1). Equal weights let a weak lexical ranking drag
 # dense down. Python-docs FAQ benchmark (stemmed BM25 recall@10 0.531), hybrid recall@10 by
 # weight 0.1 / 0.2 / 0.3: MiniLM (dense 0.834) 0.846 / 0.846 / 0.834; MiniLM adapted to the docs
@@ -75,7 +75,7 @@ class Retriever:
         elif mode == "hybrid":
             depth = max(4 * k, 50)
             ranked = [
-                _rrf([(dense, 1.0), (lexical, self.bm25_weight)], k)
+                reciprocal_rank_fusion([(_ids(dense), 1.0), (_ids(lexical), self.bm25_weight)], k)
                 for dense, lexical in zip(self._dense(queries, depth), self._bm25(queries, depth))
             ]
         else:
@@ -139,10 +139,5 @@ def _bm25_tokens(texts: list[str]):
     return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
 
 
-def _rrf(weighted_rankings: list[tuple[list[tuple[int, float]], float]], k: int) -> list[tuple[int, float]]:
-    """Weighted reciprocal rank fusion: score(d) = Σ weight / (RRF_K + rank of d)."""
-    fused: dict[int, float] = {}
-    for ranking, weight in weighted_rankings:
-        for rank, (chunk_id, _) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (RRF_K + rank)
-    return sorted(fused.items(), key=lambda item: -item[1])[:k]
+def _ids(ranking: list[tuple[int, float]]) -> list[int]:
+    return [chunk_id for chunk_id, _ in ranking]

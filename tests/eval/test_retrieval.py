@@ -6,7 +6,14 @@ import math
 import pytest
 
 from ragtune.core.errors import InputError
-from ragtune.eval.retrieval import mrr_at_k, ndcg_at_k, read_judgements, recall_at_k
+from ragtune.eval.retrieval import (
+    GAIN_KEY,
+    RetrievalEvalResult,
+    mrr_at_k,
+    ndcg_at_k,
+    read_judgements,
+    recall_at_k,
+)
 from tests.helpers import cross_encoder, run_cli
 
 RANKED = ["a", "b", "c", "d"]
@@ -63,8 +70,24 @@ def test_cli_index_search_eval(tmp_path):
     assert scored.returncode == 0, scored.stderr[-2000:]
     figures = json.loads((tmp_path / "out.json").read_text())
     assert figures["dense"]["recall@1"] == 1.0
-    assert set(figures) == {"dense", "bm25", "hybrid", "dense+rerank", "bm25+rerank", "hybrid+rerank"}
-    assert "dense+rerank" in scored.stdout
+    assert set(figures) == {
+        "dense",
+        "bm25",
+        "hybrid",
+        "dense+rerank",
+        "bm25+rerank",
+        "hybrid+rerank",
+        GAIN_KEY,
+    }
+    assert set(figures[GAIN_KEY]) == {"dense+rerank", "bm25+rerank", "hybrid+rerank"}
+    gain = figures[GAIN_KEY]["bm25+rerank"]["recall@1"]
+    assert gain["mean"] == figures["bm25+rerank"]["recall@1"] - figures["bm25"]["recall@1"]
+    assert "dense+rerank" in scored.stdout and "reranked − first stage" in scored.stdout
+    anchored = run_cli(
+        "search", str(tmp_path / "idx"), "pruning flowers", "-k", "2", "--rerank", str(model),
+        "--first-stage-weight", "100",
+    )  # fmt: skip
+    assert anchored.returncode == 0 and anchored.stdout.index("Prune roses") < anchored.stdout.index("tea")
     missing = run_cli("search", str(tmp_path / "idx"), "tea", "--rerank", str(tmp_path / "no-model"))
     assert missing.returncode == 2 and "--rerank: model folder" in missing.stderr
     missing = run_cli(
@@ -84,3 +107,18 @@ def test_cli_unknown_tier_in_job_config(tmp_path):
     (tmp_path / "index.yaml").write_text("kind: index\ndocuments: [x]\noutput_dir: y\n")
     result = run_cli("validate", str(tmp_path / "index.yaml"), "--set", "tier=gpu-a100")
     assert result.returncode == 2 and "known tiers" in result.stderr
+
+
+def test_rerank_gains_are_paired_per_query_with_an_interval():
+    per_query = {
+        "dense": {"recall@1": [1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]},
+        "dense+rerank": {"recall@1": [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]},
+    }
+    result = RetrievalEvalResult.of(per_query)
+    assert result.scores == {"dense": {"recall@1": 0.375}, "dense+rerank": {"recall@1": 0.625}}
+    gain = result.rerank_gains["dense+rerank"]["recall@1"]
+    # Two of eight queries gain 1 and none lose: no resample can lose, and one of eight queries
+    # cannot pin the mean down.
+    assert gain.mean == 0.25 and 0 <= gain.low < 0.25 < gain.high
+    assert "+0.250 [" in result.table() and set(result.to_json()) == {"dense", "dense+rerank", GAIN_KEY}
+    assert RetrievalEvalResult.of({"dense": per_query["dense"]}).rerank_gains == {}

@@ -168,3 +168,21 @@ def test_rerank_keeps_the_cross_encoders_best_of_the_candidates(built, tmp_path)
     assert all(hit.rerank_score is None for hit in reranking.search(query, k=2, rerank=False))
     batch = reranking.search_batch([query, "pruning roses"], k=1, mode="hybrid")
     assert [len(hits) for hits in batch] == [1, 1] and batch[1][0].rerank_score is not None
+    # Fused with a dominant first stage, the first stage's order stands; the model's scores ride along.
+    by_model = {hit.id: float(score) for score, hit in zip(expected, candidates)}
+    anchored = Retriever(out, rerank=RerankConfig(model=str(model), candidates=4, first_stage_weight=100))
+    hits = anchored.search(query, k=4)
+    assert [hit.id for hit in hits] == [hit.id for hit in candidates]
+    assert [hit.id for hit in hits] != [hit.id for hit in reranking.search(query, k=4)]  # the test can fail
+    assert [hit.rerank_score for hit in hits] == pytest.approx([by_model[hit.id] for hit in hits], abs=1e-5)
+
+
+def test_reciprocal_rank_fusion_weighs_each_ranking_by_rank():
+    from ragtune.retrieval.fusion import reciprocal_rank_fusion
+
+    fused = reciprocal_rank_fusion([(["a", "b", "c"], 1.0), (["c", "b"], 2.0)], k=2)
+    # a: 1/61; b: 1/62 + 2/62; c: 1/63 + 2/61: c just ahead of b, a cut by k.
+    assert [item for item, _ in fused] == ["c", "b"]
+    assert [score for _, score in fused] == pytest.approx([1 / 63 + 2 / 61, 3 / 62])
+    tied = reciprocal_rank_fusion([([2, 1], 1.0), ([1, 2], 1.0)], k=5)
+    assert [item for item, _ in tied] == [2, 1]  # a tie keeps the order the rankings first name
