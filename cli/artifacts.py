@@ -32,6 +32,8 @@ def search(
     from ragtune.retrieval.search import Retriever
 
     reranking = None
+    if rerank is None and first_stage_weight:
+        raise typer.BadParameter("--first-stage-weight fuses into --rerank's order; give --rerank MODEL")
     if rerank is not None:
         reranking = RerankConfig(model=rerank, candidates=candidates, first_stage_weight=first_stage_weight)
         require_model(reranking.model, "--rerank")

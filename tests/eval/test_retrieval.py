@@ -88,6 +88,8 @@ def test_cli_index_search_eval(tmp_path):
         "--first-stage-weight", "100",
     )  # fmt: skip
     assert anchored.returncode == 0 and anchored.stdout.index("Prune roses") < anchored.stdout.index("tea")
+    unshaped = run_cli("search", str(tmp_path / "idx"), "tea", "--first-stage-weight", "1")
+    assert unshaped.returncode == 2 and "give --rerank MODEL" in unshaped.stderr
     missing = run_cli("search", str(tmp_path / "idx"), "tea", "--rerank", str(tmp_path / "no-model"))
     assert missing.returncode == 2 and "--rerank: model folder" in missing.stderr
     missing = run_cli(
