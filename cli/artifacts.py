@@ -20,7 +20,9 @@ def search(
         str | None,
         typer.Option(help="Rerank with this cross-encoder (name or folder, e.g. from tune-reranker)."),
     ] = None,
-    candidates: Annotated[int, typer.Option(min=1, help="Chunks retrieved for --rerank to rescore.")] = 30,
+    candidates: Annotated[
+        int | None, typer.Option(min=1, help="Chunks retrieved for --rerank to rescore [default: 30].")
+    ] = None,
     first_stage_weight: Annotated[
         float,
         typer.Option(min=0, max=100, help="Fuse the first stage's order into --rerank's with this weight."),
@@ -32,10 +34,11 @@ def search(
     from ragtune.retrieval.search import Retriever
 
     reranking = None
-    if rerank is None and first_stage_weight:
-        raise typer.BadParameter("--first-stage-weight fuses into --rerank's order; give --rerank MODEL")
+    if rerank is None and (candidates is not None or first_stage_weight):
+        raise typer.BadParameter("--candidates and --first-stage-weight shape --rerank; give --rerank MODEL")
     if rerank is not None:
-        reranking = RerankConfig(model=rerank, candidates=candidates, first_stage_weight=first_stage_weight)
+        shape = {"candidates": candidates} if candidates is not None else {}
+        reranking = RerankConfig(model=rerank, first_stage_weight=first_stage_weight, **shape)
         require_model(reranking.model, "--rerank")
     for rank, hit in enumerate(Retriever(index_dir, rerank=reranking).search(query, k, mode), start=1):
         snippet = " ".join(hit.text.split())[:160]

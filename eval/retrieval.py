@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -127,6 +126,7 @@ class RetrievalEvalResult:
 
     @classmethod
     def of(cls, per_query: dict[str, dict[str, list[float]]]) -> RetrievalEvalResult:
+        """From `evaluate`'s per-query values: the means, and each `MODE+rerank` row paired with `MODE`."""
         scores = {row: {m: sum(v) / len(v) for m, v in metrics.items()} for row, metrics in per_query.items()}
         gains = {
             row: {
@@ -151,8 +151,10 @@ class RetrievalEvalResult:
         )
 
     def to_json(self) -> dict:
+        """{mode: {metric: mean}}, plus, when something was reranked, {GAIN_KEY: {"MODE+rerank":
+        {metric: {"mean", "low", "high"}}}} beside the modes."""
         gains = {
-            row: {m: dataclasses.asdict(interval) for m, interval in gain.items()}
+            row: {m: asdict(interval) for m, interval in gain.items()}
             for row, gain in self.rerank_gains.items()
         }
         return {**self.scores, **({GAIN_KEY: gains} if gains else {})}

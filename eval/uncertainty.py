@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 RESAMPLES = 10_000
+BLOCK_CELLS = 2_000_000  # resampled values drawn at once (16 MB), whatever the number of questions
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,15 @@ def _interval(values: np.ndarray, resamples: int, seed: int) -> Interval:
     """Percentile bootstrap of the mean of `values` (one per question)."""
     if values.size == 0:
         raise ValueError("no values to bootstrap")
-    draws = np.random.default_rng(seed).integers(0, values.size, size=(resamples, values.size))
-    means = values[draws].mean(axis=1)
+    rng, per_block = np.random.default_rng(seed), max(1, BLOCK_CELLS // values.size)
+    means = np.concatenate(
+        [
+            values[rng.integers(0, values.size, size=(min(per_block, resamples - start), values.size))].mean(
+                axis=1
+            )
+            for start in range(0, resamples, per_block)
+        ]
+    )
     low, high = np.percentile(means, [2.5, 97.5])
     return Interval(float(values.mean()), float(low), float(high))
 

@@ -90,7 +90,8 @@ class RerankConfig(StrictModel):
         ge=0,
         le=100,
         description="Weight of the first stage's order, fused with the cross-encoder's (reciprocal rank "
-        "fusion, the cross-encoder counting 1); 0 orders by the cross-encoder alone.",
+        "fusion, the cross-encoder counting 1 and winning ties); 0 orders by the cross-encoder alone. "
+        "Hits keep both scores, so fused hits need not be in rerank_score order.",
     )
 
 

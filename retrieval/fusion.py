@@ -13,8 +13,8 @@ Id = TypeVar("Id", bound=Hashable)
 def reciprocal_rank_fusion(
     weighted_rankings: Iterable[tuple[Sequence[Id], float]], k: int
 ) -> list[tuple[Id, float]]:
-    """The top `k` ids by Σ weight / (RRF_K + rank of the id in each ranking); ties keep the
-    order in which the rankings first name them."""
+    """The top `k` ids by Σ weight / (RRF_K + rank of the id in each ranking); at equal scores
+    the earlier ranking's order wins."""
     fused: dict[Id, float] = {}
     for ranking, weight in weighted_rankings:
         for rank, item in enumerate(ranking, start=1):

@@ -48,7 +48,8 @@ class Reranker:
         return reranked
 
     def _order(self, scored: list[Hit], k: int) -> list[int]:
-        """Positions of the best `k` of the scored candidates, best first."""
+        """Positions of the best `k` of the scored candidates, best first; at equal fused scores the
+        cross-encoder's order wins."""
         by_model = sorted(range(len(scored)), key=lambda i: -scored[i].rerank_score)
         weight = self.config.first_stage_weight
         if not weight:

@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from ragtune.core.config import validate_data
@@ -25,6 +26,14 @@ def test_bootstrap_intervals_cover_the_mean_and_narrow_with_more_questions():
     assert few.low < 0.5 < few.high and many.low < 0.5 < many.high
     assert many.high - many.low < (few.high - few.low) / 3
     assert mean_interval([0.4] * 7) == mean_interval([0.4] * 7)  # seeded: reproducible
+
+
+def test_bootstrap_over_many_questions_draws_in_blocks_with_the_normal_width():
+    values = np.random.default_rng(1).random(4_000)  # 40 M resampled values: 20 blocks
+    interval = mean_interval(values)
+    half_width = 1.96 * values.std() / np.sqrt(values.size)
+    assert interval.low < values.mean() < interval.high
+    assert (interval.high - interval.low) / 2 == pytest.approx(half_width, rel=0.1)
 
 
 def test_a_paired_difference_cancels_what_both_systems_find_hard():
