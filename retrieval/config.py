@@ -84,7 +84,13 @@ class RerankConfig(StrictModel):
         30, ge=1, le=1000, description="Chunks the first stage retrieves per query for rescoring."
     )
     batch_size: int = Field(64, ge=1, description="(query, passage) pairs per forward pass.")
-    max_length: int = Field(256, ge=16, le=512, description="Tokens of query and passage read together.")
+    max_length: int | None = Field(
+        None,
+        ge=16,
+        le=512,
+        description="Tokens of query and passage read together; by default the model's own (a "
+        "`ragtune tune-reranker` model keeps the length it was trained at).",
+    )
     first_stage_weight: float = Field(
         0.0,
         ge=0,

@@ -223,5 +223,6 @@ def test_tune_reranker_learns_the_corpus_and_reranks_with_it(garden, garden_inde
 
     reranking = Retriever(garden_index, rerank=RerankConfig(model=str(config.output_dir), candidates=10))
     assert reranking.search("Pruning roses", k=1)[0].heading == "Pruning roses"
+    assert reranking.reranker.model.max_seq_length == 64  # searches at the length it was trained at
     with pytest.raises(ArtifactError, match="refusing to replace"):
         run_reranker_tune_job(config.model_copy(update={"output_dir": garden}))  # a corpus, not a model

@@ -177,6 +177,17 @@ def test_rerank_keeps_the_cross_encoders_best_of_the_candidates(built, tmp_path)
     assert [hit.rerank_score for hit in hits] == pytest.approx([by_model[hit.id] for hit in hits], abs=1e-5)
 
 
+def test_a_cross_encoder_reads_its_own_length_within_its_positions(tmp_path):
+    from ragtune.retrieval.rerank import load_cross_encoder
+
+    model = cross_encoder(tmp_path / "ce")
+    settings = model / "tokenizer_config.json"
+    for saved, expected in ((200, 200), (10**30, 512)):  # 10**30: transformers' "no limit" placeholder
+        settings.write_text(json.dumps({**json.loads(settings.read_text()), "model_max_length": saved}))
+        assert load_cross_encoder(str(model), None, "cpu").max_seq_length == expected
+    assert load_cross_encoder(str(model), 48, "cpu").max_seq_length == 48
+
+
 def test_reciprocal_rank_fusion_weighs_each_ranking_by_rank():
     from ragtune.retrieval.fusion import reciprocal_rank_fusion
 
