@@ -15,6 +15,7 @@ import shutil
 import sys
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,17 +102,25 @@ class Split:
 
 
 def split_pairs(config: DemoConfig) -> Split:
-    """A seeded shuffle: held-out first, then validation, the rest trained on; no question is in
-    two parts."""
+    """A seeded shuffle of the questions: held-out first, then validation, the rest trained on. A
+    question asked more than once (same words, any case or spacing) goes wholly to the part of its
+    first place, so no question is in two parts."""
     pairs = read_pairs(config.questions)
-    kept = config.held_out + config.validation
-    if len(pairs) <= kept:
+    random.Random(config.seed).shuffle(pairs)
+    kept, part_of = config.held_out + config.validation, {}
+    split = Split([], [], [])
+    parts = (split.held_out, split.validation, split.train)
+    for pair in pairs:
+        key = " ".join(pair["question"].casefold().split())
+        if key not in part_of:
+            part_of[key] = parts[bisect_right((config.held_out, kept), len(part_of))]
+        part_of[key].append(pair)
+    if not split.train:
         raise InputError(
-            f"{config.questions} has {len(pairs)} pairs, held_out + validation take {kept}",
+            f"{config.questions} has {len(part_of)} distinct questions, held_out + validation take {kept}",
             "set held_out and validation lower, or bring more pairs",
         )
-    random.Random(config.seed).shuffle(pairs)
-    return Split(pairs[kept:], pairs[config.held_out : kept], pairs[: config.held_out])
+    return split
 
 
 def write_knowledge_base(config: DemoConfig) -> int:

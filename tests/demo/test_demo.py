@@ -177,3 +177,26 @@ def test_demo_names_the_command_that_makes_a_missing_input(tmp_path):
     write_benchmark(tmp_path)
     with pytest.raises(InputError, match="ragtune model import"):
         check_inputs(config)
+
+
+def test_a_question_asked_twice_stays_in_one_part(tmp_path):
+    from ragtune.demo.pipeline import split_pairs
+
+    pairs = [{"question": f"Question {n}?", "answer": f"Answer {n}."} for n in range(12)]
+    repeats = [
+        {**pair, "question": f"  {pair['question'].upper()} ", "answer": "Said again."} for pair in pairs
+    ]
+    write_jsonl(tmp_path / "qa.jsonl", pairs + repeats)
+    config = DemoConfig.model_validate(
+        {**demo_settings(tmp_path, "some/model"), "held_out": 4, "validation": 3}
+    )
+    split = split_pairs(config)
+
+    def asked(part):
+        return {" ".join(pair["question"].casefold().split()) for pair in part}
+
+    assert (len(asked(split.held_out)), len(asked(split.validation)), len(asked(split.train))) == (4, 3, 5)
+    sizes = (len(split.held_out), len(split.validation), len(split.train))
+    assert sizes == (8, 6, 10)  # each question with its repeat
+    with pytest.raises(InputError, match="12 distinct questions, held_out \\+ validation take 12"):
+        split_pairs(config.model_copy(update={"held_out": 6, "validation": 6}))
