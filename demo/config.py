@@ -54,8 +54,16 @@ class DemoConfig(StrictModel):
         default_factory=list,
         description="Keep only JSONL documents whose id starts with one of these (e.g. faq/); empty: all.",
     )
-    held_out: int = Field(50, ge=1, description="Pairs kept out of training and choices, for the report.")
-    validation: int = Field(25, ge=1, description="Pairs kept out of training, for validation and choices.")
+    held_out: int = Field(
+        50,
+        ge=1,
+        description="Questions kept out of training and choices, for the report (a repeat comes along).",
+    )
+    validation: int = Field(
+        25,
+        ge=1,
+        description="Questions kept out of training, for validation and choices (a repeat comes along).",
+    )
     seed: int = Field(0, description="Seed of the train/validation/held-out split.")
     context_k: int = Field(3, ge=1, description="Chunks retrieved per question, in training and eval.")
     raft_rows: RaftRowsConfig = Field(default_factory=RaftRowsConfig)

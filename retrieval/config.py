@@ -88,8 +88,8 @@ class RerankConfig(StrictModel):
         None,
         ge=16,
         le=512,
-        description="Tokens of query and passage read together; by default the model's own (a "
-        "`ragtune tune-reranker` model keeps the length it was trained at).",
+        description="Tokens of query and passage read together; by default the model's own, as its "
+        "tokenizer was saved (a `ragtune tune-reranker` model keeps the length it was trained at).",
     )
     first_stage_weight: float = Field(
         0.0,

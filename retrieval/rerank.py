@@ -13,25 +13,19 @@ from ragtune.retrieval.embed import resolve_model
 from ragtune.retrieval.fusion import reciprocal_rank_fusion
 from ragtune.retrieval.hit import Hit
 
-DEFAULT_MAX_LENGTH = 512  # a model's input length when neither config nor tokenizer bound it
-
 
 def load_cross_encoder(
     name: str, max_length: int | None, device: str | None = None, num_labels: int | None = None
 ):
     """A sentence-transformers CrossEncoder by name or folder (`num_labels=1` on a plain encoder
     gives it a new one-score head, to train); GPU when one is visible. Without `max_length` it reads
-    the length its tokenizer was saved with, kept within its position embeddings (some tokenizers
-    carry a placeholder far beyond them)."""
+    the length its tokenizer was saved with (sentence-transformers caps it at the model's position
+    embeddings)."""
     import torch
     from sentence_transformers import CrossEncoder
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = CrossEncoder(resolve_model(name), max_length=max_length, device=device, num_labels=num_labels)
-    positions = getattr(model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
-    if max_length is None and not 0 < (model.max_seq_length or 0) <= positions:
-        model.max_seq_length = min(positions, DEFAULT_MAX_LENGTH)
-    return model
+    return CrossEncoder(resolve_model(name), max_length=max_length, device=device, num_labels=num_labels)
 
 
 class Reranker:

@@ -178,6 +178,8 @@ def test_rerank_keeps_the_cross_encoders_best_of_the_candidates(built, tmp_path)
 
 
 def test_a_cross_encoder_reads_its_own_length_within_its_positions(tmp_path):
+    """The default `max_length`: the saved tokenizer's, which sentence-transformers caps at the
+    position embeddings (ragtune relies on that cap for tokenizers saved without a limit)."""
     from ragtune.retrieval.rerank import load_cross_encoder
 
     model = cross_encoder(tmp_path / "ce")
