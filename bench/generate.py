@@ -1,14 +1,15 @@
 """Benchmark: the generator's decoding throughput, ragtune vs plain transformers.
 
     .venv/bin/python bench/generate.py [--hidden 64] [--layers 2] [--new-tokens 32] [--batches 1 8]
-        [--base-model data/models/smollm2] [--lora] [--continuous]
+        [--base-model data/models/smollm2] [--lora] [--continuous] [--dtype bfloat16]
 
 Builds a random-init Llama (the `ragtune model tiny` shape; `--hidden 1024 --layers 12` is 107M
 parameters) and RAG prompts (a question and its retrieved context, through the shared prompt
 format). For each batch size it times `GeneratorModel.generate_batch` (what the Serve generator
 replica runs per batch: tokenise, left-pad, greedy `generate`, cut at EOS and stop strings) against
 a plain `model.generate` on the same token ids in the same process, and prints generated tokens/s
-of each and their ratio (median of --repeats runs after a warm-up). On a GPU both run in bf16.
+of each and their ratio (median of --repeats runs after a warm-up). Both run in the generator's
+dtype (`--dtype`; by default bf16 on a GPU, fp32 on CPU).
 
 `--base-model` times a model folder instead (e.g. SmolLM2-135M); `--lora` puts a fresh LoRA adapter
 on every linear layer, as a served fine-tune has; `--continuous` also times transformers'
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--base-model", help="a model folder to time instead of a random tiny Llama")
     parser.add_argument("--lora", action="store_true", help="serve through a LoRA adapter")
     parser.add_argument("--continuous", action="store_true", help="also time continuous batching")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     args = parser.parse_args()
     import torch
 
@@ -75,6 +77,7 @@ def main() -> None:
             "base_model": str(folder),
             "max_new_tokens": args.new_tokens,
             "batch_size": max(args.batches),
+            "dtype": args.dtype,
         }
         generator = GeneratorModel(GeneratorDeploymentConfig(**settings))
     if args.lora:
@@ -125,7 +128,8 @@ def with_lora(model):
     from peft import LoraConfig, get_peft_model
 
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    return get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=targets)).eval()
+    lora = LoraConfig(r=16, lora_alpha=32, target_modules=targets)
+    return get_peft_model(model, lora).to(model.dtype).eval()
 
 
 def continuous(model, tokenizer, prompts: list[str], new_tokens: int):

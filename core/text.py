@@ -26,6 +26,12 @@ def normalise_tokens(text: str) -> list[str]:
     return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
 
 
+def same_words_key(text: str) -> str:
+    """The text with case and spacing ignored: two headings or questions with the same words
+    share it."""
+    return " ".join(text.casefold().split())
+
+
 def content_tokens(text: str) -> list[str]:
     """Normalised tokens that are not stopwords, numbers or citation markers."""
     return [t for t in normalise_tokens(CITATION.sub(" ", text)) if t not in STOPWORDS and not t.isdigit()]

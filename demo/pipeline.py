@@ -24,6 +24,7 @@ from pathlib import Path
 from ragtune.core.artifacts import IndexManifest
 from ragtune.core.atomic import write_jsonl_atomic, write_text_atomic
 from ragtune.core.errors import InputError
+from ragtune.core.text import same_words_key
 from ragtune.demo.config import DemoConfig
 from ragtune.eval.answers import AnswerEvalResult, read_pairs
 from ragtune.eval.report import read_lines
@@ -111,7 +112,7 @@ def split_pairs(config: DemoConfig) -> Split:
     split = Split([], [], [])
     parts = (split.held_out, split.validation, split.train)
     for pair in pairs:
-        key = " ".join(pair["question"].casefold().split())
+        key = same_words_key(pair["question"])
         if key not in part_of:
             part_of[key] = parts[bisect_right((config.held_out, kept), len(part_of))]
         part_of[key].append(pair)

@@ -32,6 +32,7 @@ from ragtune.core.artifacts import MANIFEST_FILE, EmbedderManifest
 from ragtune.core.atomic import atomic_dir
 from ragtune.core.config import require_model
 from ragtune.core.errors import ConfigError
+from ragtune.core.text import same_words_key
 from ragtune.core.tracking import start_job_run
 from ragtune.retrieval.config import ChunkingConfig, EmbedderTuneConfig, PairTuneConfig
 from ragtune.retrieval.embed import encode, load_encoder, model_identity, resolve_model
@@ -84,11 +85,11 @@ def heading_pairs(chunks: Iterable[dict], exclude: Iterable[str] = ()) -> list[P
         key = (row["doc_id"], row["heading"])
         if key not in openings or row["start"] < openings[key]["start"]:
             openings[key] = row
-    headings = Counter(normalised_heading(heading) for _, heading in openings)
+    headings = Counter(same_words_key(heading) for _, heading in openings)
     return [
         Pair(" ".join(heading.split()), row["text"])
         for (_, heading), row in sorted(openings.items())
-        if headings[normalised_heading(heading)] == 1
+        if headings[same_words_key(heading)] == 1
         and len(heading.split()) >= MIN_HEADING_WORDS
         and len(row["text"].split()) >= MIN_PASSAGE_WORDS
     ]
@@ -97,10 +98,6 @@ def heading_pairs(chunks: Iterable[dict], exclude: Iterable[str] = ()) -> list[P
 def excluded(doc_id: str, source: str, globs: list[str]) -> bool:
     """Whether a document is kept out of training: its id or source matches one of `globs`."""
     return any(fnmatch.fnmatch(value, glob) for glob in globs for value in (doc_id, source))
-
-
-def normalised_heading(heading: str) -> str:
-    return " ".join(heading.casefold().split())
 
 
 def split_pairs(

@@ -23,8 +23,9 @@ from ragtune.cluster.tiers import get_tier
 from ragtune.core.artifacts import IndexManifest, RerankerManifest
 from ragtune.core.atomic import atomic_dir
 from ragtune.core.config import require_model
+from ragtune.core.text import same_words_key
 from ragtune.core.tracking import start_job_run
-from ragtune.retrieval.adapt import Pair, excluded, fit_loop, log_training, mine_pairs, normalised_heading
+from ragtune.retrieval.adapt import Pair, excluded, fit_loop, log_training, mine_pairs
 from ragtune.retrieval.config import RerankerTuneConfig
 from ragtune.retrieval.embed import model_identity
 from ragtune.retrieval.ingest import require_documents
@@ -72,11 +73,11 @@ def with_negatives(pairs: list[Pair], retriever: Retriever, config: RerankerTune
     )
     candidates = []
     for pair, hits in zip(pairs, found):
-        own = normalised_heading(pair.query)
+        own = same_words_key(pair.query)
         negatives = [
             hit.text
             for hit in hits
-            if normalised_heading(hit.heading) != own
+            if same_words_key(hit.heading) != own
             and hit.text != pair.passage
             and not excluded(hit.doc_id, hit.source, config.exclude)
         ][:hard]

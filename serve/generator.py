@@ -1,6 +1,6 @@
 """The generator model: a causal LM with optional LoRA adapters, prompted by the shared RAG
-prompt; on a GPU when one is visible (bf16), else on CPU (fp32). Serve's deployment around it
-is in `ragtune.serve.replicas`."""
+prompt; on a GPU when one is visible, else on CPU, in the configured dtype (by default bf16 on a
+GPU, fp32 on CPU). Serve's deployment around it is in `ragtune.serve.replicas`."""
 
 from __future__ import annotations
 
@@ -42,9 +42,10 @@ class GeneratorModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
-        # The one place serving picks its device: bf16 on a GPU, fp32 on CPU.
+        # The one place serving picks its device and precision.
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        auto = "bfloat16" if self.device.type == "cuda" else "float32"
+        dtype = getattr(torch, auto if config.dtype == "auto" else config.dtype)
         extra = {"gguf_file": config.gguf_file} if config.gguf_file else {}
         # A trained adapter folder carries the tokenizer (and chat template) it was trained with.
         trained = [p for p in config.adapters.values() if (Path(p) / "tokenizer_config.json").is_file()]
@@ -61,7 +62,7 @@ class GeneratorModel:
                 model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
             else:
                 model.load_adapter(str(path), adapter_name=name)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device, dtype).eval()  # adapters too: PEFT loads them in fp32
         self.tokenizer.padding_side = "left"  # batched prompts end together, where decoding starts
         configured = model.generation_config.eos_token_id
         self.eos_ids = {

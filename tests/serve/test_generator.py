@@ -11,7 +11,7 @@ import torch
 
 from ragtune.serve.config import GeneratorDeploymentConfig
 from ragtune.serve.generator import GenerationParams, GeneratorModel, StopCriteria
-from tests.helpers import tiny_model
+from tests.helpers import make_adapter, tiny_model
 
 LONG = GenerationParams(max_tokens=300, temperature=0.0, top_p=1.0, stop=())
 
@@ -125,3 +125,19 @@ def test_a_cancelled_stream_stops_alone_and_the_batch_ends_with_the_last(generat
         handle.remove()
     assert generator._lock.acquire(blocking=False)
     generator._lock.release()
+
+
+def test_a_bfloat16_generator_serves_base_and_adapter_in_bfloat16(tmp_path):
+    model = tiny_model(tmp_path / "model")
+    config = GeneratorDeploymentConfig(
+        base_model=str(model), adapters={"qa": make_adapter(model, tmp_path / "adapter")}, dtype="bfloat16"
+    )
+    generator = GeneratorModel(config)
+    assert {p.dtype for p in generator.model.parameters()} == {torch.bfloat16}
+    prompt = generator.prompt([{"role": "user", "content": "tea?"}], ["Steep green tea for two minutes."])
+    params = GenerationParams(max_tokens=8, temperature=0.0, top_p=1.0, stop=())
+    for name in ("base", "qa"):
+        (whole,) = generator.generate_batch(name, [prompt], params)
+        assert 0 < whole["usage"]["completion_tokens"] <= 8
+        (streamed,) = joined(generator.stream_batch(name, [prompt], [params], [threading.Event()]))
+        assert streamed["text"] == whole["text"]
