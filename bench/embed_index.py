@@ -1,10 +1,12 @@
 """Benchmark: Ray Data embedding vs plain SentenceTransformer.encode, and FAISS index types.
 
     .venv/bin/python bench/embed_index.py [--chunks 20000] [--vectors 100000] [--tier local]
+        [--dtype bfloat16]
 
 Part 1 chunks the Python-docs corpus (`make python-docs`, or --corpus) and embeds the same chunks
 twice in one run: with `embed_chunks` (Ray Data actor pool on the tier) and with one in-process
-`SentenceTransformer.encode` at the same batch size; prints chunks/s of each and their ratio.
+`SentenceTransformer.encode` at the same batch size, both in `--dtype` (`embedding.dtype`); prints
+chunks/s of each and their ratio.
 Part 2 builds flat, ivf and hnsw indexes (ragtune's own builders) on a clustered synthetic set of
 unit vectors (two cluster regimes) and prints build time, search QPS, QPS ratio vs flat and recall@10 vs flat.
 """
@@ -49,7 +51,7 @@ def bench_embedding(corpus: Path, count: int, max_tokens: int, tier_name: str, c
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(
         f"embedding {len(texts)} chunks (<= {max_tokens} tokens) on {device}, "
-        f"torch threads {torch.get_num_threads()}, map_batches batch {config.batch_size}"
+        f"torch threads {torch.get_num_threads()}, map_batches batch {config.batch_size}, {config.dtype}"
     )
     tier = get_tier(tier_name)
 
@@ -75,7 +77,7 @@ def bench_embedding(corpus: Path, count: int, max_tokens: int, tier_name: str, c
     ray.shutdown()
     assert rows == len(texts)
 
-    model = load_encoder(config.model)
+    model = load_encoder(config.model, dtype=config.dtype)
     started = time.perf_counter()
     vectors = encode(model, texts, batch_size=config.batch_size)  # the batch Ray Data hands an actor
     plain_seconds = time.perf_counter() - started
@@ -152,13 +154,14 @@ def main() -> None:
     parser.add_argument("--tier", default="local", help="tier the embedding actors run on")
     parser.add_argument("--model", default=None, help="embedding model name or path")
     parser.add_argument("--batch-size", type=int, default=None, help="map_batches batch size")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="embedding precision")
     parser.add_argument("--skip-embedding", action="store_true")
     parser.add_argument("--skip-faiss", action="store_true")
     args = parser.parse_args()
     if not args.skip_embedding:
         from ragtune.retrieval.config import EmbeddingConfig
 
-        overrides = {"model": args.model, "batch_size": args.batch_size}
+        overrides = {"model": args.model, "batch_size": args.batch_size, "dtype": args.dtype}
         config = EmbeddingConfig(**{key: value for key, value in overrides.items() if value})
         bench_embedding(args.corpus, args.chunks, args.max_tokens, args.tier, config)
     if args.skip_faiss:

@@ -56,6 +56,11 @@ class EmbeddingConfig(StrictModel):
     threads_per_actor: int | None = Field(
         None, ge=1, description="torch threads per actor; default the tier's CPUs on CPU tiers."
     )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Precision the chunks are embedded in: bfloat16 is ~2x faster on a CPU with "
+        "AVX-512 BF16 or AMX (cosine to the float32 vector >= 0.998); queries stay float32.",
+    )
 
 
 class IndexConfig(StrictModel):

@@ -25,27 +25,29 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def load_encoder(name: str, device: str | None = None):
-    """Load a SentenceTransformer by name or path; GPU when one is visible."""
+def load_encoder(name: str, device: str | None = None, dtype: str = "float32"):
+    """Load a SentenceTransformer by name or path, in `dtype`; GPU when one is visible."""
     import torch
     from sentence_transformers import SentenceTransformer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return SentenceTransformer(resolve_model(name), device=device)
+    return SentenceTransformer(resolve_model(name), device=device).to(getattr(torch, dtype))
 
 
 def encode(model, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """Unit-normalised float32 embeddings, so inner product is cosine similarity."""
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+    """Unit-normalised float32 embeddings, so inner product is cosine similarity (normalised in
+    float32, whatever the model's dtype)."""
+    vectors = np.asarray(model.encode(texts, batch_size=batch_size, convert_to_numpy=True), dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12))
 
 
 class Embedder:
     """Ray Data stage: loads the model once per actor, embeds a batch of chunk texts."""
 
-    def __init__(self, model_name: str, threads: int | None = None):
+    def __init__(self, model_name: str, threads: int | None = None, dtype: str = "float32"):
         set_torch_threads(threads)
-        self.model = load_encoder(model_name)
+        self.model = load_encoder(model_name, dtype=dtype)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         batch["embedding"] = encode(self.model, list(batch["text"]))
@@ -63,7 +65,7 @@ def embed_chunks(dataset, config: EmbeddingConfig, tier: HardwareTier):
 
     return dataset.map_batches(
         Embedder,
-        fn_constructor_kwargs={"model_name": config.model, "threads": threads},
+        fn_constructor_kwargs={"model_name": config.model, "threads": threads, "dtype": config.dtype},
         batch_size=config.batch_size,
         compute=ray.data.ActorPoolStrategy(size=num_actors),
         **remote_args,

@@ -8,7 +8,8 @@ import pytest
 
 from ragtune.core.artifacts import MANIFEST_FILE, IndexManifest
 from ragtune.core.errors import ArtifactError, InputError
-from ragtune.retrieval.config import IndexJobConfig
+from ragtune.retrieval.config import EmbeddingConfig, IndexJobConfig
+from ragtune.retrieval.embed import encode, load_encoder
 from ragtune.retrieval.index import INDEX_FILE, load_index
 from ragtune.retrieval.job import delete_sources, run_index_job
 from ragtune.retrieval.search import Retriever
@@ -58,6 +59,20 @@ def test_round_trip_finds_the_right_document(built, corpus):
     hits = Retriever(out).search("how long should I boil spaghetti", k=2)
     assert hits[0].source == str(corpus / "pasta.md") and hits[0].heading == "Cooking pasta"
     assert hits[0].score > hits[1].score
+
+
+def test_chunks_embedded_in_bfloat16_search_like_float32(built, corpus, tmp_path):
+    out = tmp_path / "bf16"
+    job = config(corpus, out).model_copy(update={"embedding": EmbeddingConfig(dtype="bfloat16")})
+    run_index_job(job)
+    query = "how long should I boil spaghetti"
+    hits, reference = Retriever(out).search(query, k=5), Retriever(built[0]).search(query, k=5)
+    assert [h.source for h in hits[:1]] == [h.source for h in reference[:1]] == [str(corpus / "pasta.md")]
+    assert np.allclose([h.score for h in hits], [h.score for h in reference], atol=0.01)
+    texts = list(DOCS.values())
+    vectors = encode(load_encoder("all-MiniLM-L6-v2", dtype="bfloat16"), texts)
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert (vectors * encode(load_encoder("all-MiniLM-L6-v2"), texts)).sum(axis=1).min() > 0.99
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
