@@ -23,13 +23,13 @@ from pydantic import Field, model_validator
 from ragtune.cluster.tiers import TierName, get_tier
 from ragtune.core.config import StrictModel
 from ragtune.core.errors import ClusterError, InputError
+from ragtune.core.scoring import rouge_l, token_f1
 from ragtune.core.text import supported_share
 from ragtune.core.tracking import TrackingConfig
 from ragtune.eval.answer_report import AnswerEvalResult, Comparison, SystemScore, log_to_mlflow, write_report
 from ragtune.eval.grounding import citation_precision
 from ragtune.eval.judge import Judge, JudgeConfig
 from ragtune.eval.report import read_lines
-from ragtune.eval.scoring import rouge_l, token_f1
 from ragtune.eval.uncertainty import paired_difference
 from ragtune.retrieval.hit import from_sources
 

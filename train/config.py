@@ -98,6 +98,17 @@ class OptimizerConfig(StrictModel):
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
 
 
+class AnswerEvalConfig(StrictModel):
+    """Validation answer F1 at each evaluation: greedy answers to the first validation prompts,
+    scored by token F1 against their reference answers (slower than the loss: it decodes)."""
+
+    max_examples: int = Field(
+        32, ge=1, description="Validation prompts answered per evaluation, all workers."
+    )
+    max_new_tokens: int = Field(64, ge=1, description="Longest answer decoded.")
+    batch_size: int = Field(16, ge=1, description="Prompts decoded together.")
+
+
 class TrainJobConfig(StrictModel):
     """`ragtune train`: fine-tune a causal LM with Ray Train × DeepSpeed (× LoRA) on a tier."""
 
@@ -117,6 +128,9 @@ class TrainJobConfig(StrictModel):
     eval_every_steps: int = Field(20, ge=1, description="Validation loss every N steps.")
     checkpoint_every_steps: int = Field(50, ge=1, description="Checkpoint every N steps.")
     log_every_steps: int = Field(5, ge=1, description="Progress line and metrics every N steps.")
+    answer_eval: AnswerEvalConfig | None = Field(
+        None, description="Also report val_answer_f1 at each evaluation; off by default."
+    )
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop after N evaluations without a better validation loss."
     )

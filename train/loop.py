@@ -7,6 +7,7 @@ takes the same early-stopping decision.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import resource
 import tempfile
@@ -24,6 +25,9 @@ from ragtune.train.deepspeed_setup import deepspeed_config, lr_lambda
 
 STATE_TAG = "state"  # DeepSpeed checkpoint tag inside each Ray checkpoint
 MODEL_DIR = "model"  # the loadable adapter / model inside each Ray checkpoint
+# Progress goes to the logger Ray Train sends to the console and its worker log. A print goes
+# there too, but twice on the console when stdout is wrapped (as in a Ray Tune trial).
+log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -64,7 +68,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         # client_state also carries DeepSpeed's own keys; take back only ours
         state.update({key: (client_state or {})[key] for key in state if key in (client_state or {})})
         if rank == 0:
-            print(f"resumed from step {state['step']}")
+            log.info(f"resumed from step {state['step']}")
 
     tracker = _tracker(loop_config, rank)
     train_shard = ray.train.get_dataset_shard("train")
@@ -72,6 +76,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     pad_id, device = tokenizer.pad_token_id, engine.device
     accepted = _forward_parameters(model)
     windowed = "logits_to_keep" in accepted
+
+    scorer = _answer_scorer(config, tokenizer, model, world)
 
     def collate(batch: dict) -> dict[str, torch.Tensor]:
         return {key: value.to(device) for key, value in pad_batch(batch, pad_id).items() if key in accepted}
@@ -95,12 +101,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if step % config.log_every_steps == 0 or step == total_steps:
                 metrics.update(_window_metrics(window, scheduler, device))
             if step % config.eval_every_steps == 0 or step == total_steps:
-                metrics.update(_evaluate(engine, val_shard, config, collate, windowed))
+                metrics.update(_evaluate(engine, val_shard, config, collate, windowed, scorer))
                 stop = _early_stop(state, metrics["val_loss"], config)
             if metrics and tracker is not None:
                 tracker.log_metrics(metrics, step)
             if rank == 0 and "train_loss" in metrics:
-                print(_progress_line(step, total_steps, metrics))
+                log.info(_progress_line(step, total_steps, metrics))
             last = stop or step >= total_steps
             # Only checkpoints go through ray.train.report: its queue holds one result and the
             # controller drains it every ~2 s, so reporting each log line stalls fast steps.
@@ -193,19 +199,42 @@ def _window_metrics(window: dict, scheduler, device: torch.device) -> dict[str, 
 
 
 @torch.no_grad()
-def _evaluate(engine, val_shard, config: TrainJobConfig, collate, windowed: bool) -> dict[str, float]:
-    """Token-weighted validation loss and perplexity over every rank's shard."""
+def _evaluate(engine, val_shard, config: TrainJobConfig, collate, windowed: bool, scorer) -> dict[str, float]:
+    """Token-weighted validation loss and perplexity over every rank's shard; with a scorer, also
+    the mean token F1 of greedy answers to the first validation prompts."""
+    from ragtune.train.answer_eval import prompts_and_references
+
     engine.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=engine.device)
+    totals = torch.zeros(4, dtype=torch.float64, device=engine.device)
+    to_answer: list = []
+    wanted = 0 if scorer is None else math.ceil(scorer.config.max_examples / dist.get_world_size())
     for batch in val_shard.iter_torch_batches(batch_size=config.micro_batch_size, collate_fn=collate):
         answer_tokens = int((batch["labels"][:, 1:] != -100).sum())
-        totals += torch.tensor(
-            [_loss(engine, batch, windowed).item() * answer_tokens, answer_tokens], device=engine.device
+        loss = _loss(engine, batch, windowed).item()
+        totals[:2] += torch.tensor([loss * answer_tokens, answer_tokens], device=engine.device)
+        if len(to_answer) < wanted:
+            to_answer += prompts_and_references(batch)[: wanted - len(to_answer)]
+    if to_answer:
+        totals[2:] += torch.tensor(
+            [scorer.f1_sum(engine.module, to_answer, engine.device), len(to_answer)], device=engine.device
         )
     engine.train()
     dist.all_reduce(totals)
     val_loss = float(totals[0] / max(totals[1], 1))
-    return {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))}
+    metrics = {"val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50))}
+    if scorer is not None:
+        metrics["val_answer_f1"] = float(totals[2] / max(totals[3], 1))
+    return metrics
+
+
+def _answer_scorer(config: TrainJobConfig, tokenizer, model, world: int):
+    """The validation answer scorer when the job asks for answer F1, else None."""
+    if config.answer_eval is None:
+        return None
+    from ragtune.train.answer_eval import AnswerScorer
+
+    synced = config.deepspeed.zero_stage == 3 and world > 1
+    return AnswerScorer(tokenizer, model.generation_config, config.answer_eval, synced)
 
 
 def _early_stop(state: dict, val_loss: float, config: TrainJobConfig) -> bool:
@@ -270,6 +299,8 @@ def _progress_line(step: int, total: int, metrics: dict[str, float]) -> str:
     parts = [f"step {step}/{total}", f"loss {metrics['train_loss']:.4f}"]
     if "val_loss" in metrics:
         parts.append(f"val_loss {metrics['val_loss']:.4f}")
+    if "val_answer_f1" in metrics:
+        parts.append(f"val_answer_f1 {metrics['val_answer_f1']:.3f}")
     parts += [
         f"lr {metrics['lr']:.2e}",
         f"{metrics['tokens_per_s']:.0f} tok/s",

@@ -13,6 +13,7 @@ from ragtune.core.tracking import TrackingConfig
 from ragtune.train.config import TrainJobConfig
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+METRIC_MODES = {"val_loss": "min", "val_answer_f1": "max"}  # what each metric's best is
 
 
 class SearchDimension(StrictModel):
@@ -61,7 +62,7 @@ class SearchDimension(StrictModel):
 
 
 class SchedulerConfig(StrictModel):
-    """Early stopping across trials: ASHA on validation loss at checkpoint steps, or none."""
+    """Early stopping across trials: ASHA on the sweep's metric at checkpoint steps, or none."""
 
     type: Literal["asha", "fifo"] = Field("asha", description="asha stops weak trials early; fifo runs all.")
     grace_period_steps: int = Field(8, ge=1, description="asha: steps before a trial may be stopped.")
@@ -79,7 +80,11 @@ class SweepConfig(StrictModel):
     )
     num_samples: int = Field(4, ge=1, description="Trials drawn; with grid fields, draws per grid point.")
     max_concurrent_trials: int = Field(1, ge=1, description="Trials at once (each holds its workers).")
-    metric: Literal["val_loss"] = Field("val_loss", description="What is minimised, on validation data.")
+    metric: Literal["val_loss", "val_answer_f1"] = Field(
+        "val_loss",
+        description="What chooses, on validation data: val_loss (lowest) or val_answer_f1 (highest; "
+        "turns on the train config's answer_eval with its defaults when it is not set).",
+    )
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     seed: int = Field(0, description="Seed of the search's random draws.")
     output_dir: Path = Field(description="Trials, sweep.json and best.yaml go here; must not exist.")
@@ -102,14 +107,19 @@ class SweepConfig(StrictModel):
     def base_data(self) -> dict[str, Any]:
         """The train config as loaded (checked), as plain data."""
         try:
-            return load_config(TrainJobConfig, self.train).model_dump(mode="json", exclude_defaults=True) | {
-                "kind": "train"
-            }
+            data = load_config(TrainJobConfig, self.train).model_dump(mode="json", exclude_defaults=True)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        if self.metric == "val_answer_f1":
+            data.setdefault("answer_eval", {})
+        return data | {"kind": "train"}
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        return METRIC_MODES[self.metric]
 
     def base_job(self) -> TrainJobConfig:
-        return load_config(TrainJobConfig, self.train)
+        return validate_data(TrainJobConfig, self.base_data(), str(self.train))
 
 
 def trial_data(

@@ -49,8 +49,11 @@ class TrainResult:
     mlflow_run_id: str | None
 
     def summary(self) -> str:
-        loss = self.metrics.get("val_loss")
-        shown = f"val_loss {loss:.4f}, " if loss is not None else ""
+        shown = "".join(
+            f"{name} {self.metrics[name]:.4f}, "
+            for name in ("val_loss", "val_answer_f1")
+            if name in self.metrics
+        )
         return (
             f"model {self.model_dir}: step {self.metrics.get('step')}, {shown}"
             f"{self.seconds:.0f}s, ~${self.estimated_cost_usd:.4f}, mlflow run {self.mlflow_run_id}"

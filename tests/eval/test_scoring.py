@@ -2,8 +2,8 @@
 
 import pytest
 
+from ragtune.core.scoring import rouge_l, token_f1
 from ragtune.eval.benchmarks import short_answer
-from ragtune.eval.scoring import rouge_l, token_f1
 
 
 def test_token_f1_and_rouge_l_match_hand_computed_values():

@@ -63,7 +63,13 @@ def val_losses(config: TrainJobConfig, run_id: str) -> dict[int, float]:
 def test_zero3_lora_two_workers_learns_resumes_is_tracked_and_exports(ray_cluster, workspace):
     """The one default Ray Train run: ZeRO-3 + LoRA on 2 workers, stopped, refused a silent
     restart, resumed with the step count carried on, tracked in MLflow, exported merged."""
-    config = job(workspace, "zero3", max_steps=6, deepspeed={"zero_stage": 3})
+    config = job(
+        workspace,
+        "zero3",
+        max_steps=6,
+        deepspeed={"zero_stage": 3},
+        answer_eval={"max_examples": 6, "max_new_tokens": 8, "batch_size": 2},
+    )
     first = run_train_job(config)
     assert first.metrics["step"] == 6
     import torch
@@ -83,6 +89,9 @@ def test_zero3_lora_two_workers_learns_resumes_is_tracked_and_exports(ray_cluste
     assert {2, 4, 6, 8, 10, 12} <= steps
     val = val_losses(config, result.mlflow_run_id)
     assert {4, 8, 12} <= set(val) and val[12] < val[4], val  # LoRA on a random base: slow but falling
+    # answer F1 from both ranks' greedy answers (ZeRO-3: each rank decodes until both are done)
+    f1 = {m.step: m.value for m in mlflow_history(config, first.mlflow_run_id, "val_answer_f1")}
+    assert set(val) == set(f1) and all(0 <= value <= 1 for value in f1.values()), f1
 
     from mlflow.tracking import MlflowClient
 
@@ -333,3 +342,44 @@ def test_training_carries_on_when_mlflow_is_unreachable(ray_cluster, workspace, 
     said = capsys.readouterr().out
     assert f"warning: MLflow at {unreachable}: starting a run failed" in said
     assert "the job carries on without tracking" in said
+
+
+def test_answer_f1_scores_batched_greedy_answers_against_their_references(workspace):
+    """The validation answer scorer splits each left-padded example into prompt and reference,
+    and decodes prompts of different lengths together as each alone: a reference that is the
+    model's own greedy answer scores 1, an unrelated one 0."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune.train.answer_eval import AnswerScorer, prompts_and_references
+    from ragtune.train.config import AnswerEvalConfig
+    from ragtune.train.data import pad_batch
+
+    _, model_dir = workspace
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompts = [
+        tokenizer(text)["input_ids"] for text in ("The capital of Peru", "What is the capital of Chile? The")
+    ]
+    alone = [
+        model.generate(
+            torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )[0, len(ids) :].tolist()
+        for ids in prompts
+    ]
+    assert all(tokenizer.decode(answer, skip_special_tokens=True).strip() for answer in alone)
+    unrelated = tokenizer("zzz qqq")["input_ids"]
+    batch = pad_batch(
+        {
+            "input_ids": [p + a for p, a in zip(prompts, [alone[0], unrelated])],
+            "labels": [[-100] * len(prompts[0]) + alone[0], [-100] * len(prompts[1]) + unrelated],
+        },
+        tokenizer.pad_token_id,
+    )
+    examples = prompts_and_references(batch)
+    assert examples == [(prompts[0], alone[0]), (prompts[1], unrelated)]
+    scorer = AnswerScorer(tokenizer, model.generation_config, AnswerEvalConfig(max_new_tokens=6), False)
+    assert scorer.f1_sum(model, examples[:1], "cpu") == pytest.approx(1.0)
+    assert scorer.f1_sum(model, examples, "cpu") == pytest.approx(
+        1.0
+    )  # batched: the first still 1, the other 0
