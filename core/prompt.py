@@ -27,6 +27,12 @@ def render_prompt(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def end_of_sequence_ids(tokenizer, generation_config) -> set[int]:
+    """Token ids that end an answer: the tokenizer's and the model's generation config's."""
+    configured = generation_config.eos_token_id
+    return {tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+
+
 def tokenize_example(tokenizer, messages: list[dict], answer: str) -> tuple[list[int], list[int]]:
     """(input_ids, labels) for prompt + answer; labels are -100 except on the answer tokens."""
     prompt = render_prompt(tokenizer, messages)

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.artifacts import ModelManifest
-from ragtune.core.prompt import DEFAULT_SYSTEM_PROMPT, condense_messages, rag_messages, render_prompt
+from ragtune.core.prompt import (
+    DEFAULT_SYSTEM_PROMPT,
+    condense_messages,
+    end_of_sequence_ids,
+    rag_messages,
+    render_prompt,
+)
 from ragtune.serve.config import GeneratorDeploymentConfig
 
 
@@ -64,11 +70,7 @@ class GeneratorModel:
                 model.load_adapter(str(path), adapter_name=name)
         self.model = model.to(self.device, dtype).eval()  # adapters too: PEFT loads them in fp32
         self.tokenizer.padding_side = "left"  # batched prompts end together, where decoding starts
-        configured = model.generation_config.eos_token_id
-        self.eos_ids = {
-            self.tokenizer.eos_token_id,
-            *(configured if isinstance(configured, list) else [configured]),
-        }
+        self.eos_ids = end_of_sequence_ids(self.tokenizer, model.generation_config)
         self.system_prompt = config.system_prompt or self._trained_system_prompt()
         self._lock = threading.Lock()  # the active adapter is model-wide state
 

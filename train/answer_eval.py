@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ragtune.core.prompt import end_of_sequence_ids
 from ragtune.core.scoring import token_f1
 from ragtune.train.config import AnswerEvalConfig
 from ragtune.train.data import IGNORE_INDEX, pad_batch
@@ -30,11 +31,7 @@ class AnswerScorer:
         self.tokenizer = tokenizer
         self.config = config
         self.synced_ranks = synced_ranks  # ZeRO-3 over ranks: every rank decodes until all are done
-        configured = generation_config.eos_token_id
-        self.eos_ids = {
-            tokenizer.eos_token_id,
-            *(configured if isinstance(configured, list) else [configured]),
-        }
+        self.eos_ids = end_of_sequence_ids(tokenizer, generation_config)
 
     def f1_sum(self, module, examples: list[tuple[list[int], list[int]]], device) -> float:
         """Sum of the token F1 of `module`'s answers to the examples' prompts."""
