@@ -130,6 +130,12 @@ class GeneratorDeploymentConfig(StrictModel):
         description="How long a batch waits for more requests before decoding "
         "(0: a lone request starts at once; requests arriving meanwhile form the next batch).",
     )
+    batch_invariant: bool = Field(
+        True,
+        description="A prompt's answer does not depend on the requests decoded beside it (each row "
+        "attends over its own tokens; a lone row runs as two). On CPU as fast as padded attention; "
+        "false: the model's own attention.",
+    )
     torch_threads: int | None = torch_threads_field()
     scaling: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=1))
 

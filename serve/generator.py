@@ -18,6 +18,7 @@ from ragtune.core.prompt import (
     rag_messages,
     render_prompt,
 )
+from ragtune.serve.batch_invariance import attention_implementation, decode_single_rows_as_two
 from ragtune.serve.config import GeneratorDeploymentConfig
 
 
@@ -60,6 +61,8 @@ class GeneratorModel:
             if trained
             else AutoTokenizer.from_pretrained(config.base_model, **extra)
         )
+        if config.batch_invariant:
+            extra["attn_implementation"] = attention_implementation()
         model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=dtype, **extra)
         for position, (name, path) in enumerate(config.adapters.items()):
             if position == 0:
@@ -69,6 +72,8 @@ class GeneratorModel:
             else:
                 model.load_adapter(str(path), adapter_name=name)
         self.model = model.to(self.device, dtype).eval()  # adapters too: PEFT loads them in fp32
+        if config.batch_invariant:
+            decode_single_rows_as_two(self.model)
         self.tokenizer.padding_side = "left"  # batched prompts end together, where decoding starts
         self.eos_ids = end_of_sequence_ids(self.tokenizer, model.generation_config)
         self.system_prompt = config.system_prompt or self._trained_system_prompt()

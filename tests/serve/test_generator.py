@@ -1,5 +1,6 @@
 """The generator model without Serve: a stream closed early stops decoding and frees the model at
-once; stop strings match the decoded text only, never the prompt."""
+once; stop strings match the decoded text only, never the prompt; a prompt decodes the same alone
+or beside any others."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from ragtune.serve.config import GeneratorDeploymentConfig
 from ragtune.serve.generator import GenerationParams, GeneratorModel, StopCriteria
-from tests.helpers import make_adapter, tiny_model
+from tests.helpers import make_adapter, rag_rows, tiny_model
 
 LONG = GenerationParams(max_tokens=300, temperature=0.0, top_p=1.0, stop=())
 
@@ -141,3 +142,54 @@ def test_a_bfloat16_generator_serves_base_and_adapter_in_bfloat16(tmp_path):
         assert 0 < whole["usage"]["completion_tokens"] <= 8
         (streamed,) = joined(generator.stream_batch(name, [prompt], [params], [threading.Event()]))
         assert streamed["text"] == whole["text"]
+
+
+def step_scores(generator, model: str, prompts: list[str], steps: int) -> torch.Tensor:
+    """The logits of every greedy decoding step, [prompts, steps, vocabulary]."""
+    ids = generator.encode_prompts(prompts)
+    with torch.no_grad(), generator._adapter(model):
+        out = generator.model.generate(
+            **ids,
+            max_new_tokens=steps,
+            min_new_tokens=steps,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=generator.tokenizer.pad_token_id,
+        )
+    return torch.stack(out.scores, dim=1)
+
+
+def rag_prompts(generator, count: int) -> list[str]:
+    """RAG prompts of as many different lengths."""
+    rows = rag_rows(count)
+    return [
+        generator.prompt([{"role": "user", "content": r["question"]}], [" ".join(r["context"] * (1 + i))])
+        for i, r in enumerate(rows)
+    ]
+
+
+def test_a_prompt_decodes_the_same_alone_or_beside_any_others_in_bfloat16(tmp_path):
+    model = tiny_model(tmp_path / "model")
+    config = GeneratorDeploymentConfig(
+        base_model=str(model), adapters={"qa": make_adapter(model, tmp_path / "adapter")}, dtype="bfloat16"
+    )
+    generator = GeneratorModel(config)
+    prompts = rag_prompts(generator, 6)
+    for name in ("base", "qa"):
+        together = step_scores(generator, name, prompts, steps=10)
+        assert torch.equal(step_scores(generator, name, prompts[1:4], steps=10), together[1:4])
+        for row, prompt in enumerate(prompts):  # alone: no padding, a one-row batch
+            assert torch.equal(step_scores(generator, name, [prompt], steps=10)[0], together[row]), (
+                name,
+                row,
+            )
+
+
+def test_batch_invariant_attention_computes_what_the_models_own_attention_does(tmp_path):
+    model = str(tiny_model(tmp_path / "model"))
+    invariant = GeneratorModel(GeneratorDeploymentConfig(base_model=model, dtype="float32"))
+    own = GeneratorModel(GeneratorDeploymentConfig(base_model=model, dtype="float32", batch_invariant=False))
+    prompts = rag_prompts(own, 4)
+    expected = step_scores(own, "base", prompts, steps=4)
+    assert torch.allclose(step_scores(invariant, "base", prompts, steps=4), expected, atol=1e-4)
