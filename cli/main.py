@@ -10,6 +10,7 @@ import typer
 
 from ragtune.cli import artifacts, cluster, evaluate, make, run
 from ragtune.cli.common import SetOption, TiersOption, load_job_config, verb_group
+from ragtune.cluster.local import use_cluster_token
 from ragtune.cluster.tiers import TIERS_ENV, use_tiers_file
 from ragtune.core.errors import RagtuneError
 
@@ -44,6 +45,7 @@ def main() -> None:
     try:
         if configured := os.environ.get(TIERS_ENV):  # absolute before any work: Ray may move the cwd
             use_tiers_file(configured)
+        use_cluster_token()  # before any verb imports ray: Ray reads its auth mode once, on import
         sys.exit(app(standalone_mode=False, prog_name="ragtune") or 0)
     except (RagtuneError, typer.TyperException, OSError) as exc:
         if os.environ.get("RAGTUNE_DEBUG") == "1":

@@ -124,10 +124,14 @@ def serve_(
         check_inputs(job)  # this machine's cluster reads this machine's disk
     with ray_session(address) as where:
         from ray import serve
+        from ray.serve.exceptions import RayServeException
 
         if down:
             try:
                 serve.delete(app_name)
+            except RayServeException:  # no Serve on this cluster: nothing to delete
+                typer.echo(f"no serve app {app_name} on this cluster: Serve is not running")
+                return
             except TimeoutError:  # Serve's 60 s wait: replicas drain up to request_timeout_s + 5 s
                 typer.echo(f"deleting serve app {app_name}: its replicas finish the requests they hold first")
                 return

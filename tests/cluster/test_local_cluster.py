@@ -70,6 +70,8 @@ def test_up_status_down_leaves_nothing_behind(ragtune_home):
     assert status.returncode == 0, status.stderr
     assert "local: 1 node(s), CPU=2" in status.stdout
     assert "jobs: none" in status.stdout and "serve apps: none" in status.stdout
+    no_serve = run_cli("serve", "--down", env=ragtune_home)
+    assert no_serve.returncode == 0 and "Serve is not running" in no_serve.stdout, no_serve.stderr
     assert ray_processes_for(PORT)
     head = json.loads((Path(ragtune_home["RAGTUNE_HOME"]) / "local-cluster.json").read_text())["pid"]
     listening = listening_addresses(os.getsid(head))
@@ -86,6 +88,35 @@ def test_up_status_down_leaves_nothing_behind(ragtune_home):
     assert ray_processes_for(PORT) == []
 
     assert "no ragtune cluster is running" in run_cli("down", env=ragtune_home).stdout
+
+
+VERB_AUTH_MODE = """
+import os, sys
+from ragtune.cli.main import main
+sys.argv = ["ragtune", "version"]
+try:
+    main()
+except SystemExit:
+    pass
+print(os.environ.get("RAY_AUTH_MODE"))
+"""
+
+
+def test_every_verb_sends_the_cluster_token_when_this_machine_has_one(tmp_path):
+    """Ray reads its auth mode once, on import, and a verb may import ray before it connects (serve
+    checks its inputs first): the mode is set before any verb runs."""
+    token = tmp_path / "auth_token"
+    token.write_text("0" * 64)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    for path, expected in ((token, "token"), (tmp_path / "none", "None")):
+        run = subprocess.run(
+            [sys.executable, "-c", VERB_AUTH_MODE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "RAY_AUTH_TOKEN_PATH": str(path)},
+        )
+        assert run.stdout.strip().splitlines()[-1] == expected, run.stderr[-2000:]
 
 
 def test_status_without_cluster_is_a_clear_error(ragtune_home):
