@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/generate.py [--hidden 64] [--layers 2] [--new-tokens 32] [--batches 1 8]
         [--base-model data/models/smollm2] [--lora] [--continuous] [--dtype bfloat16]
+        [--model-attention]
 
 Builds a random-init Llama (the `ragtune model tiny` shape; `--hidden 1024 --layers 12` is 107M
 parameters) and RAG prompts (a question and its retrieved context, through the shared prompt
@@ -9,10 +10,11 @@ format). For each batch size it times `GeneratorModel.generate_batch` (what the 
 replica runs per batch: tokenise, left-pad, greedy `generate`, cut at EOS and stop strings) against
 a plain `model.generate` on the same token ids in the same process, and prints generated tokens/s
 of each and their ratio (median of --repeats runs after a warm-up). Both run in the generator's
-dtype (`--dtype`; by default bf16 on a GPU, fp32 on CPU).
+dtype (`--dtype`; by default bf16 on a GPU, fp32 on CPU). The plain run uses the model's own
+attention; the generator its batch-invariant one (`--model-attention`: the model's own too).
 
-`--base-model` times a model folder instead (e.g. SmolLM2-135M); `--lora` puts a fresh LoRA adapter
-on every linear layer, as a served fine-tune has; `--continuous` also times transformers'
+`--base-model` times a model folder instead (e.g. SmolLM2-135M); `--lora` serves through a fresh
+LoRA adapter on every linear layer, as a served fine-tune is; `--continuous` also times transformers'
 continuous batching (`model.generate_batch`: paged attention, requests scheduled per token) on
 the same prompts, with a KV cache sized for them.
 """
@@ -60,6 +62,9 @@ def main() -> None:
     parser.add_argument("--lora", action="store_true", help="serve through a LoRA adapter")
     parser.add_argument("--continuous", action="store_true", help="also time continuous batching")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument(
+        "--model-attention", action="store_true", help="the generator with batch_invariant: false"
+    )
     args = parser.parse_args()
     import torch
 
@@ -73,24 +78,28 @@ def main() -> None:
         folder = args.base_model or build_tiny_llama(
             Path(tmp) / "model", texts, hidden_size=args.hidden, layers=args.layers
         )
+        adapters = {"lora": save_lora(folder, Path(tmp) / "lora")} if args.lora else {}
         settings = {
             "base_model": str(folder),
+            "adapters": adapters,
             "max_new_tokens": args.new_tokens,
             "batch_size": max(args.batches),
             "dtype": args.dtype,
+            "batch_invariant": not args.model_attention,
         }
         generator = GeneratorModel(GeneratorDeploymentConfig(**settings))
-    if args.lora:
-        generator.model = with_lora(generator.model)
-    model, tokenizer = generator.model, generator.tokenizer
+        model = plain_model(folder, adapters, generator)
+    served = "lora" if args.lora else generator.config.model_name
+    tokenizer = generator.tokenizer
     prompts = [generator.prompt([{"role": "user", "content": r["question"]}], r["context"]) for r in rows]
     params = GenerationParams(args.new_tokens, 0.0, 1.0, ())
     params_count = model.num_parameters()
     device = torch.cuda.get_device_name() if generator.device.type == "cuda" else "CPU"
     shape = args.base_model or f"Llama hidden={args.hidden} x {args.layers} layers"
+    attention = "the model's own attention" if args.model_attention else "batch-invariant attention"
     print(
         f"model: {shape} ({params_count / 1e6:.1f}M params{', LoRA' if args.lora else ''}), "
-        f"{model.dtype}, {device}; {args.new_tokens} new tokens, greedy"
+        f"{model.dtype}, {device}; {args.new_tokens} new tokens, greedy; ragtune with {attention}"
     )
     extra = f" {'continuous tok/s':>17} {'ratio':>6}" if args.continuous else ""
     print(f"{'batch':>5} {'ragtune tok/s':>14} {'plain tok/s':>12} {'ratio':>6}{extra}")
@@ -98,7 +107,7 @@ def main() -> None:
         chosen = prompts[:batch]
 
         def ours(chosen=chosen) -> int:
-            results = generator.generate_batch(generator.config.model_name, chosen, params)
+            results = generator.generate_batch(served, chosen, params)
             return sum(r["usage"]["completion_tokens"] for r in results)
 
         ids = generator.encode_prompts(chosen)
@@ -123,13 +132,28 @@ def main() -> None:
         print(line)
 
 
-def with_lora(model):
-    """`model` under a fresh LoRA adapter on every linear layer of its blocks."""
+def save_lora(folder, out: Path) -> Path:
+    """A fresh LoRA adapter on every linear layer of the blocks, as a served fine-tune has."""
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=targets)
-    return get_peft_model(model, lora).to(model.dtype).eval()
+    get_peft_model(AutoModelForCausalLM.from_pretrained(folder), lora).save_pretrained(out)
+    return out
+
+
+def plain_model(folder, adapters: dict, generator):
+    """The generator's model as plain transformers loads it: its own attention, the same dtype,
+    device and adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    dtype = generator.model.dtype
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    for name, path in adapters.items():
+        model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+    return model.to(generator.device, dtype).eval()
 
 
 def continuous(model, tokenizer, prompts: list[str], new_tokens: int):

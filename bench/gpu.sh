@@ -7,7 +7,8 @@
 # folder without its weights, .devbundle/corpus-sample.jsonl the first 800 lines of the Python-docs
 # corpus (`make python-docs`). MiniLM's architecture and tokenizer travel without its weights (they do not
 # fit the transfer), so the embedding figures use random weights; the corpus is a Python-docs sample.
-# Figures go to $OUT/{train,generate,embed}.log; the last lines printed are their summaries.
+# Figures go to $OUT/{train,generate,generate-model-attention,embed}.log; the last lines printed
+# are their summaries.
 set -uo pipefail
 OUT=${OUT:-/tmp/ragtune-bench}
 mkdir -p "$OUT"
@@ -20,9 +21,12 @@ python3 -c "import ragtune, ray, deepspeed, torch; print(ragtune.__file__, ray._
 # Training: a 107M-parameter Llama in bf16, ragtune train (Ray Train x DeepSpeed ZeRO-2) vs a plain loop.
 timeout 240 python3 bench/train.py --tier gpu-h200-x1 --hidden 1024 --layers 12 --batch 64 --steps 30 \
     > "$OUT/train.log" 2>&1
-# Generation: the generator's batched decoding vs plain generate, same 107M shape, bf16.
+# Generation: the generator's batched decoding vs plain generate, same 107M shape, bf16; with its
+# batch-invariant attention (a loop over rows), then with the model's own.
 timeout 120 python3 bench/generate.py --hidden 1024 --layers 12 --new-tokens 64 --batches 1 8 32 \
     > "$OUT/generate.log" 2>&1
+timeout 120 python3 bench/generate.py --hidden 1024 --layers 12 --new-tokens 64 --batches 1 8 32 \
+    --model-attention > "$OUT/generate-model-attention.log" 2>&1
 # Embedding: Ray Data actor on the GPU tier vs plain encode, MiniLM's architecture (random weights).
 python3 - <<'EOF' > "$OUT/embed.log" 2>&1
 import shutil
@@ -33,7 +37,7 @@ EOF
 timeout 200 python3 bench/embed_index.py --tier gpu-h200-x1 --corpus .devbundle/corpus-sample.jsonl \
     --model /tmp/minilm-shape --chunks 100000 --batch-size 1024 --skip-faiss >> "$OUT/embed.log" 2>&1
 
-for name in train generate embed; do
+for name in train generate generate-model-attention embed; do
     echo "== $name"
     grep -v -E "^\(|INFO|WARNING|Warning|warn\(|it/s\]|^ *$" "$OUT/$name.log" | tail -n 14
 done
