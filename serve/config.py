@@ -133,8 +133,8 @@ class GeneratorDeploymentConfig(StrictModel):
     batch_invariant: bool = Field(
         True,
         description="A prompt's answer does not depend on the requests decoded beside it (each row "
-        "attends over its own tokens; a lone row runs as two). On CPU as fast as padded attention; "
-        "false: the model's own attention.",
+        "attends over its own tokens; a lone row runs as two). Faster on long, uneven prompts (no "
+        "padding read), ~20% slower decoding at batch 16 on short ones; false: the model's own attention.",
     )
     torch_threads: int | None = torch_threads_field()
     scaling: ScalingConfig = Field(default_factory=lambda: ScalingConfig(num_cpus=1))
