@@ -88,7 +88,8 @@ def main() -> None:
             "batch_invariant": not args.model_attention,
         }
         generator = GeneratorModel(GeneratorDeploymentConfig(**settings))
-        model = plain_model(folder, adapters, generator)
+        # Plain transformers runs the same model loaded with its own attention.
+        model = GeneratorModel(GeneratorDeploymentConfig(**{**settings, "batch_invariant": False})).model
     served = "lora" if args.lora else generator.config.model_name
     tokenizer = generator.tokenizer
     prompts = [generator.prompt([{"role": "user", "content": r["question"]}], r["context"]) for r in rows]
@@ -141,19 +142,6 @@ def save_lora(folder, out: Path) -> Path:
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=targets)
     get_peft_model(AutoModelForCausalLM.from_pretrained(folder), lora).save_pretrained(out)
     return out
-
-
-def plain_model(folder, adapters: dict, generator):
-    """The generator's model as plain transformers loads it: its own attention, the same dtype,
-    device and adapter."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    dtype = generator.model.dtype
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    for name, path in adapters.items():
-        model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
-    return model.to(generator.device, dtype).eval()
 
 
 def continuous(model, tokenizer, prompts: list[str], new_tokens: int):
